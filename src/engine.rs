@@ -1,0 +1,601 @@
+//! The executor: turns the planned stages into files, consulting and feeding the store.
+//!
+//! A run has three phases. Plan: salsa computes every stage's value and the key of every
+//! artifact (pure). Prepare: each artifact is compared with the store and the file on disk, and
+//! the content of every artifact whose key is new is computed (rendering prompts); any error in
+//! the user's inputs surfaces here, before anything is written. Write: per stage, new actions go
+//! to the store in one transaction, then files are written atomically, then their records.
+//! Only this module (through `store` and `fsutil`) writes to the project.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::combos;
+use crate::db::{Database, ProjectInput, StageName, StageValue, pipeline, prompt_manifest, stage_value};
+use crate::diag::Diag;
+use crate::fsutil::{self, Stat};
+use crate::key::{Hash, Input, Manifest};
+use crate::prompt::{self, Renderer};
+use crate::spec::{Pipeline, Stage};
+use crate::store::{OutputRecord, Store};
+
+pub const STATE_DIR: &str = ".daydream";
+
+/// An error of a run: a configuration problem (exit 2) or a failure while acting (exit 1).
+#[derive(Debug)]
+pub enum RunError {
+    Config(Diag),
+    Failed(anyhow::Error),
+}
+
+impl From<Diag> for RunError {
+    fn from(d: Diag) -> Self {
+        RunError::Config(d)
+    }
+}
+
+impl From<anyhow::Error> for RunError {
+    fn from(e: anyhow::Error) -> Self {
+        RunError::Failed(e)
+    }
+}
+
+/// A daydream project: a directory holding pipeline.yaml.
+pub struct Project {
+    pub root: PathBuf,
+    pub db: Database,
+    input: ProjectInput,
+}
+
+impl Project {
+    pub fn open(root: &Path) -> Result<Project, Diag> {
+        let file = root.join(crate::db::PIPELINE_FILE);
+        if !file.is_file() {
+            return Err(
+                Diag::new(format!("no {} in {}", crate::db::PIPELINE_FILE, root.display()))
+                    .help("run daydream in a project directory, or point at one with -C DIR"),
+            );
+        }
+        let db = Database::new(root);
+        let input = db.project();
+        Ok(Project {
+            root: root.to_path_buf(),
+            db,
+            input,
+        })
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(STATE_DIR)
+    }
+
+    pub fn pipeline(&self) -> Result<Arc<Pipeline>, Diag> {
+        pipeline(&self.db, self.input).clone()
+    }
+
+    pub fn stage_value(&self, name: &str) -> Result<StageValue, Diag> {
+        stage_value(&self.db, self.input, StageName::new(&self.db, name.to_owned())).clone()
+    }
+
+    /// Plans the named stages (all when empty) and what they read.
+    pub fn plan(&self, targets: &[String]) -> Result<Plan, Diag> {
+        let p = self.pipeline()?;
+        let order = p.closure(if targets.is_empty() { &[] } else { targets })?;
+        let order: Vec<usize> = if targets.is_empty() {
+            (0..p.stages.len()).collect()
+        } else {
+            order
+        };
+        let mut stages = Vec::new();
+        for i in order {
+            let stage = p.stages[i].clone();
+            let value = self.stage_value(&stage.name)?;
+            let artifacts = artifacts(&stage, &value);
+            stages.push(StagePlan {
+                stage,
+                value,
+                artifacts,
+            });
+        }
+        Ok(Plan { pipeline: p, stages })
+    }
+}
+
+pub struct Plan {
+    pub pipeline: Arc<Pipeline>,
+    pub stages: Vec<StagePlan>,
+}
+
+pub struct StagePlan {
+    pub stage: Stage,
+    pub value: StageValue,
+    pub artifacts: Vec<Artifact>,
+}
+
+/// One file a stage produces.
+#[derive(Clone, Debug)]
+pub struct Artifact {
+    pub path: String,
+    pub task: Option<String>,
+    pub key: Hash,
+    pub source: Source,
+    /// False when the stage keeps the output in the store only.
+    pub materialize: bool,
+}
+
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// Content already computed by the plan (tables).
+    Table(Arc<str>),
+    /// A generation prompt: template row and combination.
+    Prompt { template: usize, combo: usize },
+    /// The append-only combo registry.
+    Registry,
+}
+
+/// Hashes any value whose `Hash` impl is structural: the content hash of in-memory stage values.
+pub fn value_hash<T: std::hash::Hash + ?Sized>(v: &T) -> Hash {
+    struct B(blake3::Hasher);
+    impl std::hash::Hasher for B {
+        fn finish(&self) -> u64 {
+            unreachable!("only finalize is used")
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+    }
+    let mut h = B(blake3::Hasher::new());
+    v.hash(&mut h);
+    Hash(*h.0.finalize().as_bytes())
+}
+
+impl StageValue {
+    pub fn content_hash(&self) -> Hash {
+        match self {
+            StageValue::Concepts(v) => value_hash(&**v),
+            StageValue::Models(v) => value_hash(&**v),
+            StageValue::Templates(v) => value_hash(&**v),
+            StageValue::Combos(v) => value_hash(&(&v.level, v.k_max, &v.concepts, &v.combos)),
+            StageValue::GenTasks(v) => Hash::of(v.csv.as_bytes()),
+            StageValue::EvalTasks(v) => Hash::of(v.csv.as_bytes()),
+            StageValue::Prompts(v) => value_hash(
+                &v.templates
+                    .iter()
+                    .map(|t| t.as_ref().map(|t| t.keys.clone()))
+                    .collect::<Vec<_>>(),
+            ),
+        }
+    }
+}
+
+fn table_manifest(stage: &Stage, inputs: &[(&str, Hash)]) -> Manifest {
+    let mut m = Manifest::new(stage.kind.name());
+    for (name, f) in &stage.fields {
+        if !matches!(name, &"output" | &"registry") {
+            m = m.param(name, &f.value);
+        }
+    }
+    for (name, hash) in inputs {
+        m = m.input(Input {
+            name: (*name).to_owned(),
+            path: None,
+            hash: *hash,
+        });
+    }
+    m
+}
+
+/// The manifest of a table artifact: the stage's parameters and its upstream values' hashes.
+pub fn artifact_manifest(stage: &Stage, value: &StageValue, which: &Source) -> Manifest {
+    match (value, which) {
+        (StageValue::Combos(c), Source::Registry) => {
+            table_manifest(stage, &[("combinations", value.content_hash())]).param("registry_combos", c.combos.len())
+        }
+        (StageValue::Combos(c), _) => table_manifest(
+            stage,
+            &[
+                ("concepts", value_hash(&c.concepts)),
+                ("combinations", value.content_hash()),
+            ],
+        ),
+        (StageValue::GenTasks(t), _) => table_manifest(
+            stage,
+            &[
+                ("combinations", value_hash(&t.combos.combos)),
+                ("models", value_hash(&*t.models)),
+                ("templates", value_hash(&*t.templates)),
+            ],
+        ),
+        (StageValue::EvalTasks(t), _) => table_manifest(
+            stage,
+            &[
+                ("generation_tasks", Hash::of(t.generation.csv.as_bytes())),
+                ("models", value_hash(&*t.models)),
+                ("templates", value_hash(&*t.templates)),
+            ],
+        ),
+        (StageValue::Prompts(p), Source::Prompt { template, combo }) => {
+            let t = p.templates[*template].as_ref().expect("active template");
+            prompt_manifest(
+                &p.tasks.combos,
+                *combo,
+                &t.path,
+                Hash::of(t.text.as_bytes()),
+                p.undefined,
+            )
+        }
+        _ => table_manifest(stage, &[("value", value.content_hash())]),
+    }
+}
+
+fn artifacts(stage: &Stage, value: &StageValue) -> Vec<Artifact> {
+    let table = |path: &str, csv: &Arc<str>, source: Source| {
+        let mut a = Artifact {
+            path: path.to_owned(),
+            task: None,
+            key: Hash([0; 32]),
+            source,
+            materialize: true,
+        };
+        if let Source::Table(_) = a.source {
+            a.source = Source::Table(csv.clone());
+        }
+        a.key = artifact_manifest(stage, value, &a.source).key();
+        a
+    };
+    match value {
+        StageValue::Combos(c) => vec![
+            table(stage.str("registry"), &c.csv, Source::Registry),
+            table(stage.str("output"), &c.csv, Source::Table(c.csv.clone())),
+        ],
+        StageValue::GenTasks(t) => vec![table(stage.str("output"), &t.csv, Source::Table(t.csv.clone()))],
+        StageValue::EvalTasks(t) => vec![table(stage.str("output"), &t.csv, Source::Table(t.csv.clone()))],
+        StageValue::Prompts(p) => {
+            let pattern = stage.str("output");
+            let materialize = stage.bool("materialize");
+            p.tasks
+                .rows
+                .iter()
+                .map(|r| {
+                    let t = p.templates[r.template as usize]
+                        .as_ref()
+                        .expect("tasks use active templates");
+                    Artifact {
+                        path: pattern.replace("{id}", &r.id),
+                        task: Some(r.id.clone()),
+                        key: t.keys[r.combo as usize],
+                        source: Source::Prompt {
+                            template: r.template as usize,
+                            combo: r.combo as usize,
+                        },
+                        materialize,
+                    }
+                })
+                .collect()
+        }
+        StageValue::Concepts(_) | StageValue::Models(_) | StageValue::Templates(_) => Vec::new(),
+    }
+}
+
+/// How an artifact stands against the store and the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Key known, file current.
+    Unchanged,
+    /// Key known, file matches by content but its stat changed (touched): record only.
+    Touched,
+    /// Key known, file missing or different: restore from the store.
+    Restore,
+    /// Key new: compute it.
+    Execute,
+}
+
+/// Per-stage counts of what a run did (or would do).
+#[derive(Clone, Debug, Default)]
+pub struct StageReport {
+    pub name: String,
+    pub kind: &'static str,
+    pub summary: String,
+    pub executed: usize,
+    pub reused: usize,
+    pub unchanged: usize,
+    /// Distinct actions computed (e.g. prompts rendered once for several models).
+    pub computed: usize,
+    /// Files that differed from what daydream last wrote (hand edits) and were restored.
+    pub overwritten_edits: usize,
+}
+
+pub struct RunOptions {
+    pub targets: Vec<String>,
+    pub dry_run: bool,
+}
+
+pub struct RunReport {
+    pub stages: Vec<StageReport>,
+    pub elapsed: std::time::Duration,
+}
+
+/// Where an artifact's file stands on disk relative to its record.
+fn classify(
+    root: &Path,
+    a: &Artifact,
+    known: &HashMap<Hash, Hash>,
+    records: &HashMap<String, OutputRecord>,
+) -> (Standing, bool) {
+    let Some(out) = known.get(&a.key) else {
+        return (Standing::Execute, false);
+    };
+    if !a.materialize {
+        return (Standing::Unchanged, false);
+    }
+    let rec = records.get(&a.path);
+    let stat = fsutil::stat(&root.join(&a.path));
+    match (rec, stat) {
+        (Some(r), Some(s)) if r.key == a.key && r.hash == *out && s.size == r.size && s.mtime_ns == r.mtime_ns => {
+            (Standing::Unchanged, false)
+        }
+        (_, Some(_)) => {
+            // The stat differs: compare by content before deciding it needs restoring.
+            if std::fs::read(root.join(&a.path)).is_ok_and(|b| Hash::of(&b) == *out) {
+                (Standing::Touched, false)
+            } else {
+                (Standing::Restore, rec.is_some_and(|r| r.key == a.key))
+            }
+        }
+        (_, None) => (Standing::Restore, false),
+    }
+}
+
+/// Classifies many artifacts on both cores.
+fn classify_all(
+    root: &Path,
+    artifacts: &[Artifact],
+    known: &HashMap<Hash, Hash>,
+    records: &HashMap<String, OutputRecord>,
+) -> Vec<(Standing, bool)> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    if artifacts.len() < 2048 || threads == 1 {
+        return artifacts.iter().map(|a| classify(root, a, known, records)).collect();
+    }
+    let chunk = artifacts.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = artifacts
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|a| classify(root, a, known, records))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("classify thread"))
+            .collect()
+    })
+}
+
+struct Prepared {
+    standing: Vec<(Standing, bool)>,
+    /// Content of every new key.
+    computed: HashMap<Hash, Arc<[u8]>>,
+    /// The registry's new text, when it changes.
+    registry: Option<String>,
+}
+
+fn prepare(root: &Path, store: &Store, plan: &StagePlan, dry_run: bool) -> Result<Prepared, RunError> {
+    let name = &plan.stage.name;
+    let known = store.action_outputs(name)?;
+    let records = store.outputs_of_stage(name)?;
+    let mut standing = classify_all(root, &plan.artifacts, &known, &records);
+    let mut computed: HashMap<Hash, Arc<[u8]>> = HashMap::new();
+    let mut registry = None;
+    let mut renderer: Option<Renderer> = None;
+    for (a, st) in plan.artifacts.iter().zip(standing.iter_mut()) {
+        match &a.source {
+            Source::Registry => {
+                let existing = match std::fs::read(root.join(&a.path)) {
+                    Ok(b) => Some(
+                        crate::text::decode(b, &root.join(&a.path)).with_context(|| format!("reading {}", a.path))?,
+                    ),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => records
+                        .get(&a.path)
+                        .and_then(|r| store.blob(&r.hash).transpose())
+                        .transpose()?
+                        .map(|b| String::from_utf8_lossy(&b).into_owned()),
+                    Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", a.path)).into()),
+                };
+                let StageValue::Combos(c) = &plan.value else {
+                    unreachable!("registry belongs to combinations")
+                };
+                let on_disk = root.join(&a.path).is_file();
+                let new = combos::extend_registry(&a.path, existing.as_deref(), c, &crate::clock::now_local_seconds())?;
+                *st = match (&new, on_disk) {
+                    (None, true) => (Standing::Unchanged, false),
+                    (None, false) => {
+                        registry = existing;
+                        (Standing::Restore, false)
+                    }
+                    (Some(_), _) => (Standing::Execute, false),
+                };
+                if new.is_some() {
+                    registry = new;
+                }
+            }
+            _ if st.0 != Standing::Execute || dry_run || computed.contains_key(&a.key) => {}
+            Source::Table(csv) => {
+                computed.insert(a.key, Arc::from(csv.as_bytes()));
+            }
+            Source::Prompt { template, combo } => {
+                let StageValue::Prompts(p) = &plan.value else {
+                    unreachable!("prompt artifact of a prompt stage")
+                };
+                let t = p.templates[*template].as_ref().expect("active template");
+                let r = renderer.get_or_insert_with(|| Renderer::new(p.undefined));
+                r.load(&t.path, &t.text)?;
+                let members: Vec<_> = p.tasks.combos.combos[*combo]
+                    .members
+                    .iter()
+                    .map(|&m| {
+                        let c = &p.tasks.combos.concepts[m as usize];
+                        (c.name.clone(), c.content.clone())
+                    })
+                    .collect();
+                let text = r.render(&t.path, &t.text, prompt::concepts_value(&members))?;
+                computed.insert(a.key, Arc::from(text.into_bytes()));
+            }
+        }
+    }
+    Ok(Prepared {
+        standing,
+        computed,
+        registry,
+    })
+}
+
+/// Brings the planned stages up to date.
+pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<RunReport, RunError> {
+    let start = Instant::now();
+    let plan = project.plan(&opts.targets)?;
+    // Prepare every stage before writing anything: a bad input must leave data/ untouched.
+    let mut prepared = Vec::new();
+    for sp in &plan.stages {
+        prepared.push(prepare(&project.root, store, sp, opts.dry_run)?);
+    }
+    let tmp = if opts.dry_run {
+        PathBuf::new()
+    } else {
+        fsutil::reset_tmp(&project.state_dir().join("tmp"))?
+    };
+    let mut reports = Vec::new();
+    for (sp, prep) in plan.stages.iter().zip(prepared) {
+        let mut report = StageReport {
+            name: sp.stage.name.clone(),
+            kind: sp.stage.kind.name(),
+            summary: sp.value.summary(),
+            ..Default::default()
+        };
+        for (standing, edited) in &prep.standing {
+            match standing {
+                Standing::Unchanged | Standing::Touched => report.unchanged += 1,
+                Standing::Restore => report.reused += 1,
+                Standing::Execute => report.executed += 1,
+            }
+            report.overwritten_edits += usize::from(*edited);
+        }
+        report.computed = prep.computed.len();
+        if !opts.dry_run {
+            write_stage(project, store, sp, &prep, &tmp)?;
+        }
+        reports.push(report);
+    }
+    Ok(RunReport {
+        stages: reports,
+        elapsed: start.elapsed(),
+    })
+}
+
+fn write_stage(project: &Project, store: &mut Store, sp: &StagePlan, prep: &Prepared, tmp: &Path) -> Result<()> {
+    let name = &sp.stage.name;
+    // 1. New actions and their content, durably, before any file.
+    let mut seen = std::collections::HashSet::new();
+    let manifests: Vec<(Manifest, Arc<[u8]>)> = sp
+        .artifacts
+        .iter()
+        .filter(|a| !matches!(a.source, Source::Registry))
+        .filter_map(|a| {
+            prep.computed
+                .get(&a.key)
+                .filter(|_| seen.insert(a.key))
+                .map(|c| (artifact_manifest(&sp.stage, &sp.value, &a.source), c.clone()))
+        })
+        .collect();
+    if !manifests.is_empty() {
+        store.put_actions(name, manifests.iter().map(|(m, c)| (m, &c[..])))?;
+    }
+    // 2. Files.
+    let mut jobs: Vec<(&Artifact, Arc<[u8]>)> = Vec::new();
+    let mut touched: Vec<&Artifact> = Vec::new();
+    let known = store.action_outputs(name)?;
+    for (a, (standing, _)) in sp.artifacts.iter().zip(&prep.standing) {
+        if !a.materialize {
+            continue;
+        }
+        let content: Arc<[u8]> = match (standing, &a.source) {
+            (Standing::Unchanged, _) => continue,
+            (Standing::Touched, _) => {
+                touched.push(a);
+                continue;
+            }
+            (_, Source::Registry) => match &prep.registry {
+                Some(text) => Arc::from(text.as_bytes()),
+                None => continue,
+            },
+            (Standing::Execute, _) => prep.computed[&a.key].clone(),
+            (Standing::Restore, _) => {
+                let out = known
+                    .get(&a.key)
+                    .with_context(|| format!("the store lost the action of {}", a.path))?;
+                let bytes = store
+                    .blob(out)?
+                    .with_context(|| format!("the store lost the content of {} ({})", a.path, out.short()))?;
+                Arc::from(bytes)
+            }
+        };
+        jobs.push((a, content));
+    }
+    let mut records = write_files(&project.root, tmp, name, &jobs)?;
+    for a in touched {
+        let stat = fsutil::stat(&project.root.join(&a.path)).with_context(|| format!("{} vanished", a.path))?;
+        records.push(record(name, a, known[&a.key], stat));
+    }
+    if let Some(text) = &prep.registry {
+        store.put_blob(text.as_bytes())?;
+    }
+    // 3. Records of what is on disk now.
+    store.put_outputs(&records)?;
+    Ok(())
+}
+
+fn record(stage: &str, a: &Artifact, hash: Hash, stat: Stat) -> OutputRecord {
+    OutputRecord {
+        path: a.path.clone(),
+        stage: stage.to_owned(),
+        task: a.task.clone(),
+        key: a.key,
+        hash,
+        size: stat.size,
+        mtime_ns: stat.mtime_ns,
+    }
+}
+
+/// Writes files atomically on both cores and returns their records.
+fn write_files(root: &Path, tmp: &Path, stage: &str, jobs: &[(&Artifact, Arc<[u8]>)]) -> Result<Vec<OutputRecord>> {
+    let one = |(a, content): &(&Artifact, Arc<[u8]>)| -> Result<OutputRecord> {
+        let path = root.join(&a.path);
+        fsutil::write_atomic(tmp, &path, content, false)?;
+        let stat = fsutil::stat(&path).with_context(|| format!("{} vanished after writing", a.path))?;
+        Ok(record(stage, a, Hash::of(content), stat))
+    };
+    if jobs.len() < 256 {
+        return jobs.iter().map(one).collect();
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let chunk = jobs.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(one).collect::<Result<Vec<_>>>()))
+            .collect();
+        let mut out = Vec::with_capacity(jobs.len());
+        for h in handles {
+            out.extend(h.join().expect("writer thread")?);
+        }
+        Ok(out)
+    })
+}

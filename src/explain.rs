@@ -1,0 +1,296 @@
+//! `daydream explain` and `daydream status`: what an output was made from, and whether it is
+//! current. Reads the store and the disk; never writes.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::engine::{Artifact, Plan, Project, RunError, artifact_manifest};
+use crate::fsutil;
+use crate::key::{Hash, Manifest};
+use crate::store::Store;
+
+#[derive(Serialize)]
+pub struct Explanation {
+    pub path: String,
+    pub stage: String,
+    pub kind: String,
+    pub task: Option<String>,
+    pub key: Option<Hash>,
+    pub made_at: Option<String>,
+    pub params: BTreeMap<String, String>,
+    pub inputs: Vec<crate::key::Input>,
+    pub output_hash: Option<Hash>,
+    pub status: Status,
+}
+
+#[derive(Serialize)]
+pub struct Change {
+    pub input: String,
+    pub path: Option<String>,
+    pub old: Option<Hash>,
+    pub new: Option<Hash>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Status {
+    /// The file is what daydream wrote, and its inputs have not changed.
+    Current,
+    /// An input changed since the file was made: the next run remakes it.
+    Stale { changed: Vec<Change> },
+    /// The file's content differs from what daydream wrote.
+    EditedByHand { file_hash: Hash, recorded_hash: Hash },
+    /// The file is gone; the next run restores it from the store.
+    Missing,
+    /// The pipeline plans this output but it has not been made yet.
+    NotBuilt,
+    /// The pipeline no longer produces this file (e.g. its task is gone).
+    NotInPipeline,
+}
+
+fn normalize(project: &Project, target: &str) -> String {
+    let p = std::path::Path::new(target);
+    let rel = if p.is_absolute() {
+        let root = project.root.canonicalize().unwrap_or_else(|_| project.root.clone());
+        let abs = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+        abs.strip_prefix(&root).map(|r| r.to_path_buf()).unwrap_or(abs)
+    } else {
+        p.to_path_buf()
+    };
+    rel.to_string_lossy().trim_start_matches("./").to_owned()
+}
+
+/// Explains an output file, or every output of a task id.
+pub fn explain(project: &Project, store: &Store, target: &str) -> Result<Vec<Explanation>, RunError> {
+    let plan = project.plan(&[])?;
+    let path = normalize(project, target);
+    let mut planned: BTreeMap<String, (&crate::engine::StagePlan, &Artifact)> = BTreeMap::new();
+    for sp in &plan.stages {
+        for a in &sp.artifacts {
+            if a.path == path || a.task.as_deref() == Some(target) {
+                planned.insert(a.path.clone(), (sp, a));
+            }
+        }
+    }
+    let mut records: BTreeMap<String, crate::store::OutputRecord> = BTreeMap::new();
+    if let Some(r) = store.output(&path)? {
+        records.insert(r.path.clone(), r);
+    }
+    for r in store.outputs_of_task(target)? {
+        records.insert(r.path.clone(), r);
+    }
+    let mut paths: Vec<String> = planned.keys().chain(records.keys()).cloned().collect();
+    paths.sort();
+    paths.dedup();
+    let mut out = Vec::new();
+    for p in paths {
+        out.push(explain_one(
+            project,
+            store,
+            &plan,
+            &p,
+            planned.get(&p).copied(),
+            records.get(&p),
+        )?);
+    }
+    Ok(out)
+}
+
+fn explain_one(
+    project: &Project,
+    store: &Store,
+    _plan: &Plan,
+    path: &str,
+    planned: Option<(&crate::engine::StagePlan, &Artifact)>,
+    record: Option<&crate::store::OutputRecord>,
+) -> Result<Explanation, RunError> {
+    let current: Option<Manifest> = planned.map(|(sp, a)| artifact_manifest(&sp.stage, &sp.value, &a.source));
+    let recorded = match record {
+        Some(r) => store.action(&r.key)?,
+        None => None,
+    };
+    let stage = planned
+        .map(|(sp, _)| sp.stage.name.clone())
+        .or_else(|| record.map(|r| r.stage.clone()))
+        .unwrap_or_default();
+    let task = planned
+        .and_then(|(_, a)| a.task.clone())
+        .or_else(|| record.and_then(|r| r.task.clone()));
+    let shown: Option<&Manifest> = recorded.as_ref().map(|r| &r.manifest).or(current.as_ref());
+    let file = project.root.join(path);
+    let materialized = planned.is_none_or(|(_, a)| a.materialize);
+    let status = match (record, planned) {
+        (None, None) => Status::NotInPipeline,
+        (None, Some((sp, a))) => match store.action_outputs(&sp.stage.name)?.contains_key(&a.key) {
+            true if !materialized => Status::Current,
+            _ => Status::NotBuilt,
+        },
+        (Some(r), planned) => {
+            let on_disk = std::fs::read(&file).ok();
+            match on_disk {
+                None if materialized => Status::Missing,
+                Some(bytes) if Hash::of(&bytes) != r.hash => Status::EditedByHand {
+                    file_hash: Hash::of(&bytes),
+                    recorded_hash: r.hash,
+                },
+                _ => match (planned, &current, &recorded) {
+                    (None, _, _) => Status::NotInPipeline,
+                    (Some((_, a)), Some(cur), Some(old)) if a.key != r.key => Status::Stale {
+                        changed: cur
+                            .changed_inputs(&old.manifest)
+                            .into_iter()
+                            .map(|(name, o, n)| Change {
+                                input: name.to_owned(),
+                                path: n.or(o).and_then(|i| i.path.clone()),
+                                old: o.map(|i| i.hash),
+                                new: n.map(|i| i.hash),
+                            })
+                            .collect(),
+                    },
+                    (Some((_, a)), _, _) if a.key != r.key => Status::Stale { changed: Vec::new() },
+                    _ => Status::Current,
+                },
+            }
+        }
+    };
+    let _ = fsutil::stat(&file);
+    Ok(Explanation {
+        path: path.to_owned(),
+        kind: shown
+            .map(|m| m.kind.clone())
+            .unwrap_or_else(|| planned.map_or("", |(sp, _)| sp.stage.kind.name()).to_owned()),
+        stage,
+        task,
+        key: record.map(|r| r.key).or(planned.map(|(_, a)| a.key)),
+        made_at: recorded.as_ref().map(|r| r.created_at.clone()),
+        params: shown.map(|m| m.params.clone()).unwrap_or_default(),
+        inputs: shown.map(|m| m.inputs.clone()).unwrap_or_default(),
+        output_hash: record.map(|r| r.hash),
+        status,
+    })
+}
+
+impl std::fmt::Display for Explanation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.path)?;
+        writeln!(f, "  stage    {} (kind {})", self.stage, self.kind)?;
+        if let Some(t) = &self.task {
+            writeln!(f, "  task     {t}")?;
+        }
+        if let Some(k) = &self.key {
+            writeln!(f, "  key      {k}")?;
+        }
+        if let Some(m) = &self.made_at {
+            writeln!(f, "  made     {m}")?;
+        }
+        if !self.params.is_empty() {
+            let ps: Vec<String> = self.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            writeln!(f, "  params   {}", ps.join(" "))?;
+        }
+        if !self.inputs.is_empty() {
+            writeln!(f, "  inputs")?;
+            let w = self.inputs.iter().map(|i| i.name.len()).max().unwrap_or(0);
+            for i in &self.inputs {
+                writeln!(
+                    f,
+                    "    {:w$}  {}  {}",
+                    i.name,
+                    i.hash.short(),
+                    i.path.as_deref().unwrap_or("-")
+                )?;
+            }
+        }
+        if let Some(h) = &self.output_hash {
+            writeln!(f, "  output   {}", h.short())?;
+        }
+        match &self.status {
+            Status::Current => writeln!(f, "  status   current"),
+            Status::Missing => writeln!(
+                f,
+                "  status   missing (deleted; `daydream run` restores it from the store)"
+            ),
+            Status::NotBuilt => writeln!(f, "  status   not built yet (`daydream run` makes it)"),
+            Status::NotInPipeline => writeln!(f, "  status   no longer produced by the pipeline (kept on disk)"),
+            Status::EditedByHand {
+                file_hash,
+                recorded_hash,
+            } => writeln!(
+                f,
+                "  status   edited by hand (file {} != written {}; `daydream run` restores it)",
+                file_hash.short(),
+                recorded_hash.short()
+            ),
+            Status::Stale { changed } => {
+                writeln!(f, "  status   stale")?;
+                for c in changed {
+                    writeln!(
+                        f,
+                        "    input {}{} changed {} -> {}",
+                        c.input,
+                        c.path.as_deref().map(|p| format!(" ({p})")).unwrap_or_default(),
+                        c.old.map_or("(none)".into(), |h| h.short()),
+                        c.new.map_or("(none)".into(), |h| h.short())
+                    )?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One stage's standing, for `daydream status`.
+#[derive(Default, Serialize)]
+pub struct StageStatus {
+    pub stage: String,
+    pub kind: String,
+    pub summary: String,
+    pub up_to_date: usize,
+    pub stale: usize,
+    pub missing: usize,
+    pub edited: usize,
+}
+
+pub fn status(project: &Project, store: &Store, targets: &[String]) -> Result<Vec<StageStatus>, RunError> {
+    let plan = project.plan(targets)?;
+    let mut out = Vec::new();
+    for sp in &plan.stages {
+        let records = store.outputs_of_stage(&sp.stage.name)?;
+        let known = store.action_outputs(&sp.stage.name)?;
+        let mut s = StageStatus {
+            stage: sp.stage.name.clone(),
+            kind: sp.stage.kind.name().to_owned(),
+            summary: sp.value.summary(),
+            ..Default::default()
+        };
+        for a in &sp.artifacts {
+            if !a.materialize {
+                if known.contains_key(&a.key) {
+                    s.up_to_date += 1
+                } else {
+                    s.missing += 1
+                }
+                continue;
+            }
+            let rec = records.get(&a.path);
+            let stat = fsutil::stat(&project.root.join(&a.path));
+            match (rec, stat) {
+                (_, None) => s.missing += 1,
+                (None, Some(_)) => s.stale += 1,
+                (Some(r), Some(st)) => {
+                    let same_file = (st.size == r.size && st.mtime_ns == r.mtime_ns)
+                        || std::fs::read(project.root.join(&a.path)).is_ok_and(|b| Hash::of(&b) == r.hash);
+                    if !same_file {
+                        s.edited += 1;
+                    } else if r.key != a.key && !matches!(a.source, crate::engine::Source::Registry) {
+                        s.stale += 1;
+                    } else {
+                        s.up_to_date += 1;
+                    }
+                }
+            }
+        }
+        out.push(s);
+    }
+    Ok(out)
+}

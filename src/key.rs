@@ -1,0 +1,172 @@
+//! Action keys: blake3 over one canonical, serializable manifest of everything an action reads.
+//!
+//! The same `Manifest` value is hashed for the key and printed by `explain`, so the explanation
+//! can never disagree with the cache. Changing what goes into a manifest changes every key:
+//! bump `FORMAT` when the meaning of a field changes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Version of the manifest layout; part of every key.
+pub const FORMAT: u32 = 1;
+
+/// A blake3 content hash.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Hash(pub [u8; 32]);
+
+impl Hash {
+    pub fn of(bytes: &[u8]) -> Hash {
+        Hash(*blake3::hash(bytes).as_bytes())
+    }
+
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The first 12 hex digits, as printed in summaries.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..6])
+    }
+
+    pub fn from_hex(s: &str) -> Option<Hash> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(Hash(out))
+    }
+
+    pub fn from_slice(b: &[u8]) -> Option<Hash> {
+        Some(Hash(b.try_into().ok()?))
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hash({})", self.short())
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.hex())
+    }
+}
+
+impl Serialize for Hash {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Hash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Hash, D::Error> {
+        let s = String::deserialize(d)?;
+        Hash::from_hex(&s).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
+    }
+}
+
+/// One thing an action reads: a name, where it came from, and the hash of its content.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Input {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub path: Option<String>,
+    pub hash: Hash,
+}
+
+impl Input {
+    pub fn new(name: impl Into<String>, path: Option<&str>, content: &[u8]) -> Input {
+        Input {
+            name: name.into(),
+            path: path.map(str::to_owned),
+            hash: Hash::of(content),
+        }
+    }
+}
+
+/// Everything an action reads. Its blake3 is the action's key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub kind: String,
+    pub params: BTreeMap<String, String>,
+    pub inputs: Vec<Input>,
+}
+
+impl Manifest {
+    pub fn new(kind: &str) -> Manifest {
+        Manifest {
+            format: FORMAT,
+            kind: kind.to_owned(),
+            params: BTreeMap::new(),
+            inputs: Vec::new(),
+        }
+    }
+
+    pub fn param(mut self, name: &str, value: impl ToString) -> Manifest {
+        self.params.insert(name.to_owned(), value.to_string());
+        self
+    }
+
+    pub fn input(mut self, input: Input) -> Manifest {
+        self.inputs.push(input);
+        self
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a manifest always serializes")
+    }
+
+    pub fn key(&self) -> Hash {
+        Hash::of(self.to_json().as_bytes())
+    }
+
+    /// The inputs that differ from `old`'s, as (name, old hash, new hash); a missing side is None.
+    pub fn changed_inputs<'a>(&'a self, old: &'a Manifest) -> Vec<(&'a str, Option<&'a Input>, Option<&'a Input>)> {
+        let mut out = Vec::new();
+        for new in &self.inputs {
+            match old.inputs.iter().find(|o| o.name == new.name) {
+                Some(o) if o.hash == new.hash && o.path == new.path => {}
+                other => out.push((new.name.as_str(), other, Some(new))),
+            }
+        }
+        for o in &old.inputs {
+            if !self.inputs.iter().any(|n| n.name == o.name) {
+                out.push((o.name.as_str(), Some(o), None));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_covers_params_and_inputs() {
+        let a = Manifest::new("k")
+            .param("p", 1)
+            .input(Input::new("x", Some("f.txt"), b"hello"));
+        let b = Manifest::new("k")
+            .param("p", 2)
+            .input(Input::new("x", Some("f.txt"), b"hello"));
+        let c = Manifest::new("k")
+            .param("p", 1)
+            .input(Input::new("x", Some("f.txt"), b"hello!"));
+        assert_ne!(a.key(), b.key());
+        assert_ne!(a.key(), c.key());
+        assert_eq!(a.key(), a.clone().key());
+        let changed = c.changed_inputs(&a);
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0].0, "x");
+    }
+
+    #[test]
+    fn manifest_round_trips_through_json() {
+        let a = Manifest::new("k").input(Input::new("x", None, b"v"));
+        let back: Manifest = serde_json::from_str(&a.to_json()).unwrap();
+        assert_eq!(back.key(), a.key());
+    }
+}

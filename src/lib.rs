@@ -1,0 +1,22 @@
+//! daydream: runs LLM experiment pipelines the way a build system builds code.
+//!
+//! See README.md, section Architecture, for how the modules fit together.
+
+pub mod cli;
+pub mod clock;
+pub mod combos;
+pub mod concepts;
+pub mod db;
+pub mod diag;
+pub mod engine;
+pub mod explain;
+pub mod fsutil;
+pub mod key;
+pub mod models;
+pub mod prompt;
+pub mod spec;
+pub mod store;
+pub mod table;
+pub mod tasks;
+pub mod templates;
+pub mod text;

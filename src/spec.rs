@@ -1,0 +1,712 @@
+//! `pipeline.yaml`: the declared stages, their kinds, parameters, inputs and outputs.
+//!
+//! Parsing keeps the line and column of every key and value so that every validation error
+//! points into the file. This module does no I/O besides checking that declared input files
+//! exist; it never writes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::diag::{Diag, nearest};
+
+/// The kinds of stage daydream knows how to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Concepts,
+    Models,
+    Templates,
+    Combinations,
+    GenerationTasks,
+    EvaluationTasks,
+    GenerationPrompt,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldType {
+    /// An input file that must exist.
+    File,
+    /// An input directory (may be absent).
+    Dir,
+    /// An output file under the project.
+    Output,
+    /// An output path pattern holding `{id}`, one file per task row.
+    OutputPattern,
+    Int {
+        min: i64,
+    },
+    Bool,
+    Choice(&'static [&'static str]),
+    /// The name of another stage, of one of these kinds.
+    Ref(&'static [Kind]),
+}
+
+pub struct FieldSpec {
+    pub name: &'static str,
+    pub ty: FieldType,
+    pub default: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+const fn req(name: &'static str, ty: FieldType, doc: &'static str) -> FieldSpec {
+    FieldSpec {
+        name,
+        ty,
+        default: None,
+        doc,
+    }
+}
+
+const fn opt(name: &'static str, ty: FieldType, default: &'static str, doc: &'static str) -> FieldSpec {
+    FieldSpec {
+        name,
+        ty,
+        default: Some(default),
+        doc,
+    }
+}
+
+pub const LEVELS: &[&str] = &["sentence", "paragraph", "article"];
+
+impl Kind {
+    pub const ALL: &'static [Kind] = &[
+        Kind::Concepts,
+        Kind::Models,
+        Kind::Templates,
+        Kind::Combinations,
+        Kind::GenerationTasks,
+        Kind::EvaluationTasks,
+        Kind::GenerationPrompt,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Concepts => "concepts",
+            Kind::Models => "models",
+            Kind::Templates => "templates",
+            Kind::Combinations => "combinations",
+            Kind::GenerationTasks => "generation_tasks",
+            Kind::EvaluationTasks => "evaluation_tasks",
+            Kind::GenerationPrompt => "generation_prompt",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.iter().copied().find(|k| k.name() == name)
+    }
+
+    pub fn fields(self) -> &'static [FieldSpec] {
+        match self {
+            Kind::Concepts => CONCEPTS_FIELDS,
+            Kind::Models => MODELS_FIELDS,
+            Kind::Templates => TEMPLATES_FIELDS,
+            Kind::Combinations => COMBINATIONS_FIELDS,
+            Kind::GenerationTasks => GENERATION_TASKS_FIELDS,
+            Kind::EvaluationTasks => EVALUATION_TASKS_FIELDS,
+            Kind::GenerationPrompt => GENERATION_PROMPT_FIELDS,
+        }
+    }
+}
+
+use FieldType::*;
+
+const CONCEPTS_FIELDS: &[FieldSpec] = &[
+    req("metadata", File, "CSV with concept_id,name[,active]"),
+    req(
+        "descriptions",
+        Dir,
+        "directory holding descriptions-<level>/<concept_id>.txt",
+    ),
+];
+
+const MODELS_FIELDS: &[FieldSpec] = &[req("csv", File, "CSV with id,model,for_generation,for_evaluation")];
+
+const TEMPLATES_FIELDS: &[FieldSpec] = &[
+    req("csv", File, "CSV with template_id,active"),
+    req("dir", Dir, "directory holding <template_id>.txt for every row"),
+];
+
+const COMBINATIONS_FIELDS: &[FieldSpec] = &[
+    req("concepts", Ref(&[Kind::Concepts]), "the concepts stage"),
+    req("k_max", Int { min: 1 }, "concepts per combination"),
+    opt(
+        "description_level",
+        Choice(LEVELS),
+        "paragraph",
+        "description level to use",
+    ),
+    req("registry", Output, "append-only combo id registry (combo_mappings.csv)"),
+    req("output", Output, "combo_id,concept_id table"),
+];
+
+const GENERATION_TASKS_FIELDS: &[FieldSpec] = &[
+    req("combinations", Ref(&[Kind::Combinations]), "the combinations stage"),
+    req(
+        "models",
+        Ref(&[Kind::Models]),
+        "the models stage (rows with for_generation)",
+    ),
+    req("templates", Ref(&[Kind::Templates]), "the generation templates stage"),
+    req("output", Output, "generation task table"),
+];
+
+const EVALUATION_TASKS_FIELDS: &[FieldSpec] = &[
+    req(
+        "generation_tasks",
+        Ref(&[Kind::GenerationTasks]),
+        "the generation tasks stage",
+    ),
+    req(
+        "models",
+        Ref(&[Kind::Models]),
+        "the models stage (rows with for_evaluation)",
+    ),
+    req("templates", Ref(&[Kind::Templates]), "the evaluation templates stage"),
+    req("output", Output, "evaluation task table"),
+];
+
+const GENERATION_PROMPT_FIELDS: &[FieldSpec] = &[
+    req("tasks", Ref(&[Kind::GenerationTasks]), "the generation tasks stage"),
+    req(
+        "output",
+        OutputPattern,
+        "one file per task, e.g. data/3_generation/generation_prompts/{id}.txt",
+    ),
+    opt(
+        "undefined",
+        Choice(&["strict", "lenient"]),
+        "strict",
+        "undefined template variables: error, or empty as the seed",
+    ),
+    opt(
+        "materialize",
+        Bool,
+        "true",
+        "write the prompt files (false: keep them in the store only)",
+    ),
+];
+
+/// A position in pipeline.yaml.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Loc {
+    pub line: u32,
+    pub column: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Value {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Str(s) => f.write_str(s),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Field {
+    pub value: Value,
+    pub loc: Loc,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Stage {
+    pub name: String,
+    pub kind: Kind,
+    pub loc: Loc,
+    /// Every field of the kind, defaults filled in.
+    pub fields: BTreeMap<&'static str, Field>,
+}
+
+impl Stage {
+    pub fn str(&self, field: &str) -> &str {
+        match &self.fields[field].value {
+            Value::Str(s) => s,
+            other => panic!("field {field} of {} is {other:?}, validated as a string", self.name),
+        }
+    }
+
+    pub fn int(&self, field: &str) -> i64 {
+        match self.fields[field].value {
+            Value::Int(i) => i,
+            ref other => panic!("field {field} of {} is {other:?}, validated as an integer", self.name),
+        }
+    }
+
+    pub fn bool(&self, field: &str) -> bool {
+        match self.fields[field].value {
+            Value::Bool(b) => b,
+            ref other => panic!("field {field} of {} is {other:?}, validated as a boolean", self.name),
+        }
+    }
+
+    /// The stages this one reads, as (field, stage name).
+    pub fn refs(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.kind
+            .fields()
+            .iter()
+            .filter(|f| matches!(f.ty, FieldType::Ref(_)))
+            .map(|f| (f.name, self.str(f.name)))
+    }
+
+    /// Output files and patterns, as declared.
+    pub fn outputs(&self) -> impl Iterator<Item = &str> {
+        self.kind
+            .fields()
+            .iter()
+            .filter(|f| matches!(f.ty, FieldType::Output | FieldType::OutputPattern))
+            .map(|f| self.str(f.name))
+    }
+
+    /// Input files and directories, as declared.
+    pub fn input_paths(&self) -> impl Iterator<Item = &str> {
+        self.kind
+            .fields()
+            .iter()
+            .filter(|f| matches!(f.ty, FieldType::File | FieldType::Dir))
+            .map(|f| self.str(f.name))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Pipeline {
+    pub file: String,
+    pub source: String,
+    /// In dependency order: every stage comes after the stages it reads.
+    pub stages: Vec<Stage>,
+}
+
+impl Pipeline {
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+
+    pub fn stage_index(&self, name: &str) -> Option<usize> {
+        self.stages.iter().position(|s| s.name == name)
+    }
+
+    /// The named stages and everything they read, in dependency order.
+    pub fn closure(&self, targets: &[String]) -> Result<Vec<usize>, Diag> {
+        let mut wanted = vec![false; self.stages.len()];
+        let mut stack = Vec::new();
+        for t in targets {
+            let i = self.stage_index(t).ok_or_else(|| {
+                let names = self.stages.iter().map(|s| s.name.as_str());
+                let d = Diag::new(format!("no stage named `{t}` in {}", self.file));
+                match nearest(t, names) {
+                    Some(n) => d.help(format!("did you mean `{n}`?")),
+                    None => d.help("`daydream dag` lists the stages"),
+                }
+            })?;
+            stack.push(i);
+        }
+        while let Some(i) = stack.pop() {
+            if !std::mem::replace(&mut wanted[i], true) {
+                stack.extend(self.stages[i].refs().filter_map(|(_, r)| self.stage_index(r)));
+            }
+        }
+        Ok((0..self.stages.len()).filter(|&i| wanted[i]).collect())
+    }
+
+    fn diag(&self, message: impl Into<String>, loc: Loc) -> Diag {
+        Diag::new(message)
+            .in_file(&self.file)
+            .at(Some(&self.source), loc.line, loc.column)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    #[serde(default)]
+    version: Option<Spanned<u32>>,
+    stages: Spanned<IndexMap<Spanned<String>, RawStage>>,
+}
+
+/// A stage's body: its keys and values, with their locations.
+type RawStage = Spanned<IndexMap<Spanned<String>, Spanned<RawValue>>>;
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawValue {
+    Bool(bool),
+    Int(i64),
+    Str(String),
+    /// Anything else (a float, a list, a map): rejected where a field expects a scalar.
+    Other(#[allow(dead_code)] serde::de::IgnoredAny),
+}
+
+const TOP_KEYS: &[&str] = &["version", "stages"];
+
+fn loc(l: &serde_saphyr::Location) -> Loc {
+    Loc {
+        line: l.line() as u32,
+        column: l.column() as u32,
+    }
+}
+
+/// Parses and validates pipeline.yaml. `exists(path)` says whether an input file is there (paths
+/// relative to the project root); `file` is the name used in messages.
+pub fn parse(exists: &dyn Fn(&str) -> bool, file: &str, source: &str) -> Result<Pipeline, Diag> {
+    let raw: RawPipeline = serde_saphyr::from_str(source).map_err(|e| yaml_diag(file, source, &e))?;
+    let mut p = Pipeline {
+        file: file.to_owned(),
+        source: source.to_owned(),
+        stages: Vec::new(),
+    };
+    if let Some(v) = &raw.version
+        && v.value != 1
+    {
+        return Err(p
+            .diag(format!("unsupported pipeline version {}", v.value), loc(&v.referenced))
+            .help("this daydream reads `version: 1`"));
+    }
+    let mut declared: Vec<Stage> = Vec::new();
+    for (name, body) in &raw.stages.value {
+        declared.push(parse_stage(&p, exists, name, body)?);
+    }
+    if declared.is_empty() {
+        return Err(p
+            .diag("no stages declared", loc(&raw.stages.referenced))
+            .help("declare at least one stage under `stages:`"));
+    }
+    // References: they must exist and be of an accepted kind.
+    for s in &declared {
+        for spec in s.kind.fields() {
+            let FieldType::Ref(kinds) = spec.ty else { continue };
+            let target = s.str(spec.name);
+            let at = s.fields[spec.name].loc;
+            match declared.iter().find(|d| d.name == target) {
+                None => {
+                    let d = p.diag(
+                        format!(
+                            "stage `{}` reads `{}: {target}`, but there is no stage named `{target}`",
+                            s.name, spec.name
+                        ),
+                        at,
+                    );
+                    let candidates = declared
+                        .iter()
+                        .filter(|d| kinds.contains(&d.kind))
+                        .map(|d| d.name.as_str());
+                    return Err(match nearest(target, candidates.clone()) {
+                        Some(n) => d.help(format!("did you mean `{n}`?")),
+                        None => d.help(format!(
+                            "declare a stage of kind `{}` named `{target}`",
+                            kinds[0].name()
+                        )),
+                    });
+                }
+                Some(t) if !kinds.contains(&t.kind) => {
+                    let want: Vec<_> = kinds.iter().map(|k| k.name()).collect();
+                    return Err(p.diag(
+                        format!(
+                            "`{}: {target}` in stage `{}` must name a stage of kind {}, but `{target}` is of kind `{}`",
+                            spec.name,
+                            s.name,
+                            want.join(" or "),
+                            t.kind.name()
+                        ),
+                        at,
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    p.stages = topo_order(&p, declared)?;
+    check_outputs(&p)?;
+    Ok(p)
+}
+
+fn parse_stage(
+    p: &Pipeline,
+    exists: &dyn Fn(&str) -> bool,
+    name: &Spanned<String>,
+    body: &RawStage,
+) -> Result<Stage, Diag> {
+    let at = loc(&name.referenced);
+    let stage_name = name.value.clone();
+    if stage_name.is_empty()
+        || !stage_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(p
+            .diag(format!("invalid stage name `{stage_name}`"), at)
+            .help("use letters, digits, `_` and `-`"));
+    }
+    let kind_entry = body.value.iter().find(|(k, _)| k.value == "kind");
+    let Some((_, kind_value)) = kind_entry else {
+        let kinds: Vec<_> = Kind::ALL.iter().map(|k| k.name()).collect();
+        return Err(p
+            .diag(format!("stage `{stage_name}` has no `kind`"), at)
+            .help(format!("add `kind:` with one of: {}", kinds.join(", "))));
+    };
+    let kind_loc = loc(&kind_value.referenced);
+    let RawValue::Str(kind_name) = &kind_value.value else {
+        return Err(p.diag(format!("`kind` of stage `{stage_name}` must be a string"), kind_loc));
+    };
+    let kind = Kind::from_name(kind_name).ok_or_else(|| {
+        let kinds: Vec<_> = Kind::ALL.iter().map(|k| k.name()).collect();
+        let d = p.diag(
+            format!("unknown stage kind `{kind_name}` in stage `{stage_name}`"),
+            kind_loc,
+        );
+        match nearest(kind_name, kinds.iter().copied()) {
+            Some(n) => d.help(format!("did you mean `{n}`? (kinds: {})", kinds.join(", "))),
+            None => d.help(format!("the kinds are: {}", kinds.join(", "))),
+        }
+    })?;
+    let specs = kind.fields();
+    let mut fields = BTreeMap::new();
+    for (key, value) in &body.value {
+        if key.value == "kind" {
+            continue;
+        }
+        let key_loc = loc(&key.referenced);
+        let Some(spec) = specs.iter().find(|s| s.name == key.value) else {
+            let names = specs.iter().map(|s| s.name);
+            let d = p.diag(
+                format!(
+                    "unknown key `{}` in stage `{stage_name}` (kind `{}`)",
+                    key.value,
+                    kind.name()
+                ),
+                key_loc,
+            );
+            let all: Vec<_> = specs.iter().map(|s| s.name).collect();
+            return Err(match nearest(&key.value, names) {
+                Some(n) => d.help(format!("did you mean `{n}`?")),
+                None => d.help(format!("a `{}` stage takes: kind, {}", kind.name(), all.join(", "))),
+            });
+        };
+        let vloc = loc(&value.referenced);
+        let v = convert(p, exists, &stage_name, spec, &value.value, vloc)?;
+        fields.insert(spec.name, Field { value: v, loc: vloc });
+    }
+    for spec in specs {
+        if fields.contains_key(spec.name) {
+            continue;
+        }
+        let Some(default) = spec.default else {
+            return Err(p
+                .diag(
+                    format!(
+                        "stage `{stage_name}` (kind `{}`) is missing `{}`",
+                        kind.name(),
+                        spec.name
+                    ),
+                    at,
+                )
+                .help(format!("add `{}:` ({})", spec.name, spec.doc)));
+        };
+        let value = match spec.ty {
+            FieldType::Int { .. } => Value::Int(default.parse().expect("integer default")),
+            FieldType::Bool => Value::Bool(default == "true"),
+            _ => Value::Str(default.to_owned()),
+        };
+        fields.insert(spec.name, Field { value, loc: at });
+    }
+    Ok(Stage {
+        name: stage_name,
+        kind,
+        loc: at,
+        fields,
+    })
+}
+
+fn convert(
+    p: &Pipeline,
+    exists: &dyn Fn(&str) -> bool,
+    stage: &str,
+    spec: &FieldSpec,
+    raw: &RawValue,
+    at: Loc,
+) -> Result<Value, Diag> {
+    let wrong = |what: &str| {
+        p.diag(format!("`{}` in stage `{stage}` must be {what}", spec.name), at)
+            .help(spec.doc)
+    };
+    Ok(match spec.ty {
+        FieldType::Int { min } => match raw {
+            RawValue::Int(i) if *i >= min => Value::Int(*i),
+            RawValue::Int(_) => return Err(wrong(&format!("an integer of at least {min}"))),
+            _ => return Err(wrong("an integer")),
+        },
+        FieldType::Bool => match raw {
+            RawValue::Bool(b) => Value::Bool(*b),
+            _ => return Err(wrong("true or false")),
+        },
+        FieldType::Choice(choices) => match raw {
+            RawValue::Str(s) if choices.contains(&s.as_str()) => Value::Str(s.clone()),
+            RawValue::Str(s) => {
+                let d = p.diag(
+                    format!(
+                        "`{}` in stage `{stage}` is `{s}`, expected one of: {}",
+                        spec.name,
+                        choices.join(", ")
+                    ),
+                    at,
+                );
+                return Err(match nearest(s, choices.iter().copied()) {
+                    Some(n) => d.help(format!("did you mean `{n}`?")),
+                    None => d,
+                });
+            }
+            _ => return Err(wrong(&format!("one of: {}", choices.join(", ")))),
+        },
+        FieldType::File | FieldType::Dir | FieldType::Output | FieldType::OutputPattern | FieldType::Ref(_) => {
+            let RawValue::Str(s) = raw else {
+                return Err(wrong(if matches!(spec.ty, FieldType::Ref(_)) {
+                    "a stage name"
+                } else {
+                    "a path"
+                }));
+            };
+            check_path(p, exists, stage, spec, s, at)?;
+            Value::Str(s.clone())
+        }
+    })
+}
+
+fn check_path(
+    p: &Pipeline,
+    exists: &dyn Fn(&str) -> bool,
+    stage: &str,
+    spec: &FieldSpec,
+    s: &str,
+    at: Loc,
+) -> Result<(), Diag> {
+    if matches!(spec.ty, FieldType::Ref(_)) {
+        return Ok(());
+    }
+    let path = Path::new(s);
+    if s.is_empty() || path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(p
+            .diag(
+                format!(
+                    "`{}: {s}` in stage `{stage}` must be a relative path inside the project",
+                    spec.name
+                ),
+                at,
+            )
+            .help("write paths relative to the directory holding pipeline.yaml"));
+    }
+    match spec.ty {
+        FieldType::File if !exists(s) => Err(p
+            .diag(format!("input file `{s}` of stage `{stage}` does not exist"), at)
+            .help(format!("create it, or point `{}` at an existing file", spec.name))),
+        FieldType::OutputPattern if !s.contains("{id}") => Err(p
+            .diag(
+                format!("`{}: {s}` in stage `{stage}` must contain `{{id}}`", spec.name),
+                at,
+            )
+            .help("one file is written per task; `{id}` is replaced by the task id")),
+        FieldType::Output | FieldType::OutputPattern if path.starts_with(".daydream") => {
+            Err(p.diag(format!("outputs may not go into .daydream/ (stage `{stage}`)"), at))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Orders stages so that each comes after the stages it reads; a cycle is an error printed as the
+/// path that closes it.
+fn topo_order(p: &Pipeline, declared: Vec<Stage>) -> Result<Vec<Stage>, Diag> {
+    let index: BTreeMap<&str, usize> = declared.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+    // 0 = unvisited, 1 = on the current path, 2 = done
+    let mut state = vec![0u8; declared.len()];
+    let mut order = Vec::new();
+    fn visit(
+        i: usize,
+        declared: &[Stage],
+        index: &BTreeMap<&str, usize>,
+        state: &mut [u8],
+        path: &mut Vec<(usize, Loc)>,
+        order: &mut Vec<usize>,
+    ) -> Result<(), (Vec<String>, Loc)> {
+        match state[i] {
+            2 => return Ok(()),
+            1 => {
+                let start = path.iter().position(|(j, _)| *j == i).expect("on path");
+                let mut names: Vec<String> = path[start..].iter().map(|(j, _)| declared[*j].name.clone()).collect();
+                names.push(declared[i].name.clone());
+                return Err((names, path.last().expect("non-empty").1));
+            }
+            _ => {}
+        }
+        state[i] = 1;
+        let s = &declared[i];
+        for (field, target) in s.refs() {
+            let j = index[target];
+            path.push((i, s.fields[field].loc));
+            visit(j, declared, index, state, path, order)?;
+            path.pop();
+        }
+        state[i] = 2;
+        order.push(i);
+        Ok(())
+    }
+    for i in 0..declared.len() {
+        let mut path = Vec::new();
+        if let Err((names, at)) = visit(i, &declared, &index, &mut state, &mut path, &mut order) {
+            return Err(p
+                .diag(format!("the stages form a cycle: {}", names.join(" -> ")), at)
+                .help("a stage cannot read its own output, directly or through other stages"));
+        }
+    }
+    let mut slots: Vec<Option<Stage>> = declared.into_iter().map(Some).collect();
+    Ok(order
+        .into_iter()
+        .map(|i| slots[i].take().expect("each stage once"))
+        .collect())
+}
+
+/// Two stages may not write the same file.
+fn check_outputs(p: &Pipeline) -> Result<(), Diag> {
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for s in &p.stages {
+        for (name, f) in &s.fields {
+            let Some(spec) = s.kind.fields().iter().find(|x| x.name == *name) else {
+                continue;
+            };
+            if !matches!(spec.ty, FieldType::Output | FieldType::OutputPattern) {
+                continue;
+            }
+            let Value::Str(path) = &f.value else { continue };
+            if let Some(other) = seen.insert(path, &s.name) {
+                return Err(p
+                    .diag(format!("stages `{other}` and `{}` both write `{path}`", s.name), f.loc)
+                    .help("give each output its own path"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn yaml_diag(file: &str, source: &str, e: &serde_saphyr::Error) -> Diag {
+    let text = e.to_string();
+    // serde-saphyr appends its own rendering of the location; keep only the first line of the message.
+    let first = text.lines().next().unwrap_or("invalid YAML").to_owned();
+    let mut d = Diag::new(format!("{file}: {first}")).in_file(file);
+    if let Some(l) = e.location() {
+        d = d.at(Some(source), l.line() as u32, l.column() as u32);
+    }
+    if let Some(field) = first.split('`').nth(1).filter(|_| first.contains("unknown field")) {
+        d = match nearest(field, TOP_KEYS.iter().copied()) {
+            Some(n) => d.help(format!("did you mean `{n}`?")),
+            None => d.help(format!("the top-level keys are: {}", TOP_KEYS.join(", "))),
+        };
+    }
+    d
+}

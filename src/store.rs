@@ -1,0 +1,268 @@
+//! The persistent store in `.daydream/`: one SQLite database holding action records (key ->
+//! manifest, output hash, when), content-addressed blobs, and the record of every file
+//! materialized under the project (path -> key, content hash, size, mtime).
+//!
+//! Only this module writes `.daydream/store.db`. Every write is a transaction; a blob is always
+//! committed before (or with) the action that names it, so a `kill -9` leaves either the whole
+//! action or none of it. The database is queryable by users with any SQLite client.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::key::{Hash, Manifest};
+
+const SCHEMA_VERSION: i64 = 1;
+
+pub struct Store {
+    conn: Connection,
+}
+
+/// What the store knows about one action.
+#[derive(Clone, Debug)]
+pub struct ActionRecord {
+    pub key: Hash,
+    pub stage: String,
+    pub manifest: Manifest,
+    pub output: Hash,
+    pub created_at: String,
+}
+
+/// What the store knows about one file it wrote under the project.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputRecord {
+    pub path: String,
+    pub stage: String,
+    pub task: Option<String>,
+    pub key: Hash,
+    pub hash: Hash,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+fn hash_col(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Hash> {
+    let b: Vec<u8> = row.get(i)?;
+    Hash::from_slice(&b)
+        .ok_or_else(|| rusqlite::Error::InvalidColumnType(i, "hash".into(), rusqlite::types::Type::Blob))
+}
+
+impl Store {
+    pub fn open(state_dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
+        let path = state_dir.join("store.db");
+        let conn = Connection::open(&path).with_context(|| format!("opening the store {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=FULL;
+             CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS blobs(hash BLOB PRIMARY KEY, data BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS actions(
+                key BLOB PRIMARY KEY,
+                stage TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                manifest TEXT NOT NULL,
+                output BLOB NOT NULL,
+                created_at TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS actions_stage ON actions(stage);
+             CREATE TABLE IF NOT EXISTS outputs(
+                path TEXT PRIMARY KEY,
+                stage TEXT NOT NULL,
+                task TEXT,
+                key BLOB NOT NULL,
+                hash BLOB NOT NULL,
+                size INTEGER NOT NULL,
+                mtime_ns INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS outputs_stage ON outputs(stage);
+             CREATE INDEX IF NOT EXISTS outputs_task ON outputs(task);",
+        )
+        .with_context(|| format!("initialising the store {}", path.display()))?;
+        let version: Option<String> = conn
+            .query_row("SELECT v FROM meta WHERE k='schema'", [], |r| r.get(0))
+            .optional()?;
+        match version {
+            None => {
+                conn.execute(
+                    "INSERT INTO meta(k, v) VALUES('schema', ?1)",
+                    [SCHEMA_VERSION.to_string()],
+                )?;
+            }
+            Some(v) if v == SCHEMA_VERSION.to_string() => {}
+            Some(v) => anyhow::bail!(
+                "the store {} has schema version {v}, this daydream reads version {SCHEMA_VERSION}; \
+                 use a matching daydream, or move .daydream/ away to start afresh",
+                path.display()
+            ),
+        }
+        Ok(Store { conn })
+    }
+
+    /// Output hash of every action of `stage`, by key.
+    pub fn action_outputs(&self, stage: &str) -> Result<HashMap<Hash, Hash>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT key, output FROM actions WHERE stage=?1")?;
+        let rows = st.query_map([stage], |r| Ok((hash_col(r, 0)?, hash_col(r, 1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn action(&self, key: &Hash) -> Result<Option<ActionRecord>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT stage, manifest, output, created_at FROM actions WHERE key=?1")?;
+        let row = st
+            .query_row([&key.0[..]], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    hash_col(r, 2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .optional()?;
+        row.map(|(stage, manifest, output, created_at)| {
+            let manifest = serde_json::from_str(&manifest).context("a manifest in the store is not valid JSON")?;
+            Ok(ActionRecord {
+                key: *key,
+                stage,
+                manifest,
+                output,
+                created_at,
+            })
+        })
+        .transpose()
+    }
+
+    pub fn blob(&self, hash: &Hash) -> Result<Option<Vec<u8>>> {
+        let mut st = self.conn.prepare_cached("SELECT data FROM blobs WHERE hash=?1")?;
+        Ok(st.query_row([&hash.0[..]], |r| r.get(0)).optional()?)
+    }
+
+    /// Stores content that no action names (the combo registry, which is a ledger, not a function
+    /// of its inputs).
+    pub fn put_blob(&mut self, bytes: &[u8]) -> Result<Hash> {
+        let h = Hash::of(bytes);
+        self.conn.execute(
+            "INSERT OR IGNORE INTO blobs(hash, data) VALUES(?1, ?2)",
+            params![&h.0[..], bytes],
+        )?;
+        Ok(h)
+    }
+
+    /// Records actions and their output blobs in one transaction.
+    pub fn put_actions<'a>(
+        &mut self,
+        stage: &str,
+        items: impl IntoIterator<Item = (&'a Manifest, &'a [u8])>,
+    ) -> Result<()> {
+        let now = crate::clock::now_utc();
+        let tx = self.conn.transaction()?;
+        {
+            let mut blob = tx.prepare_cached("INSERT OR IGNORE INTO blobs(hash, data) VALUES(?1, ?2)")?;
+            let mut act = tx.prepare_cached(
+                "INSERT OR REPLACE INTO actions(key, stage, kind, manifest, output, created_at) VALUES(?1,?2,?3,?4,?5,?6)",
+            )?;
+            for (manifest, bytes) in items {
+                let out = Hash::of(bytes);
+                blob.execute(params![&out.0[..], bytes])?;
+                let json = manifest.to_json();
+                let key = Hash::of(json.as_bytes());
+                act.execute(params![&key.0[..], stage, manifest.kind, json, &out.0[..], now])?;
+            }
+        }
+        tx.commit().context("committing actions to the store")?;
+        Ok(())
+    }
+
+    pub fn outputs_of_stage(&self, stage: &str) -> Result<HashMap<String, OutputRecord>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT path, stage, task, key, hash, size, mtime_ns FROM outputs WHERE stage=?1")?;
+        let rows = st.query_map([stage], output_row)?;
+        rows.map(|r| r.map(|o| (o.path.clone(), o)).map_err(Into::into))
+            .collect()
+    }
+
+    pub fn output(&self, path: &str) -> Result<Option<OutputRecord>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT path, stage, task, key, hash, size, mtime_ns FROM outputs WHERE path=?1")?;
+        Ok(st.query_row([path], output_row).optional()?)
+    }
+
+    pub fn outputs_of_task(&self, task: &str) -> Result<Vec<OutputRecord>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT path, stage, task, key, hash, size, mtime_ns FROM outputs WHERE task=?1 ORDER BY path",
+        )?;
+        let rows = st.query_map([task], output_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn put_outputs<'a>(&mut self, records: impl IntoIterator<Item = &'a OutputRecord>) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR REPLACE INTO outputs(path, stage, task, key, hash, size, mtime_ns) VALUES(?1,?2,?3,?4,?5,?6,?7)",
+            )?;
+            for o in records {
+                st.execute(params![
+                    o.path,
+                    o.stage,
+                    o.task,
+                    &o.key.0[..],
+                    &o.hash.0[..],
+                    o.size as i64,
+                    o.mtime_ns
+                ])?;
+            }
+        }
+        tx.commit().context("committing output records to the store")?;
+        Ok(())
+    }
+
+    /// Forgets a stage: its actions and its output records, except the records of `keep`.
+    /// Returns the paths it had written (less `keep`).
+    pub fn forget_stage(&mut self, stage: &str, keep: &[&str]) -> Result<Vec<String>> {
+        let tx = self.conn.transaction()?;
+        let paths = {
+            let mut st = tx.prepare("SELECT path FROM outputs WHERE stage=?1 ORDER BY path")?;
+            let all = st
+                .query_map([stage], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            all.into_iter()
+                .filter(|p| !keep.contains(&p.as_str()))
+                .collect::<Vec<_>>()
+        };
+        {
+            let mut del = tx.prepare("DELETE FROM outputs WHERE path=?1")?;
+            for p in &paths {
+                del.execute([p])?;
+            }
+        }
+        tx.execute("DELETE FROM actions WHERE stage=?1", [stage])?;
+        tx.commit()?;
+        Ok(paths)
+    }
+
+    /// Deletes blobs that no action and no output record names any more. Returns how many went.
+    pub fn collect_garbage(&mut self) -> Result<usize> {
+        let n = self
+            .conn
+            .execute("DELETE FROM blobs WHERE hash NOT IN (SELECT output FROM actions) AND hash NOT IN (SELECT hash FROM outputs)", [])?;
+        Ok(n)
+    }
+}
+
+fn output_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutputRecord> {
+    Ok(OutputRecord {
+        path: r.get(0)?,
+        stage: r.get(1)?,
+        task: r.get(2)?,
+        key: hash_col(r, 3)?,
+        hash: hash_col(r, 4)?,
+        size: r.get::<_, i64>(5)? as u64,
+        mtime_ns: r.get(6)?,
+    })
+}

@@ -1,0 +1,68 @@
+//! The `templates` stage: a template CSV plus one `<template_id>.txt` per row (spec 2.3, 4.3).
+//! Every row, active or not, must have its file: the seed failed on a missing one, and so do we,
+//! naming the CSV line.
+
+use crate::diag::Diag;
+use crate::table::{Table, is_true};
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TemplateRow {
+    pub id: String,
+    pub active: bool,
+    /// Path of the template text, relative to the project.
+    pub path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Templates {
+    pub csv_path: String,
+    pub rows: Vec<TemplateRow>,
+}
+
+impl Templates {
+    pub fn active(&self) -> impl Iterator<Item = (usize, &TemplateRow)> {
+        self.rows.iter().enumerate().filter(|(_, t)| t.active)
+    }
+
+    pub fn summary(&self) -> String {
+        format!("{} of {} templates active", self.active().count(), self.rows.len())
+    }
+}
+
+/// `exists(path)` says whether a template file is there.
+pub fn load(csv_path: &str, text: &str, dir: &str, exists: impl Fn(&str) -> bool) -> Result<Templates, Diag> {
+    let t = Table::parse(csv_path, text)?;
+    let id_col = t.require("template_id")?;
+    let active_col = t.column("active");
+    let mut rows: Vec<TemplateRow> = Vec::new();
+    for row in &t.rows {
+        let id = t.non_empty(row, id_col)?;
+        let path = format!("{dir}/{id}.txt");
+        if !exists(&path) {
+            return Err(Diag::new(format!(
+                "template `{id}` listed in {csv_path} line {} has no file {path}",
+                row.line
+            ))
+            .in_file(csv_path)
+            .at(Some(text), row.line, 1)
+            .help(format!("create {path}, or delete the row from {csv_path}")));
+        }
+        if rows.iter().any(|r| r.id == id) {
+            return Err(
+                Diag::new(format!("duplicate template_id `{id}` in {csv_path} line {}", row.line))
+                    .in_file(csv_path)
+                    .at(Some(text), row.line, 1),
+            );
+        }
+        let active = active_col.is_none_or(|c| is_true(t.get(row, c)));
+        rows.push(TemplateRow {
+            id: id.to_owned(),
+            active,
+            path,
+        });
+    }
+    Ok(Templates {
+        csv_path: csv_path.to_owned(),
+        rows,
+    })
+}
