@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::diag::Diag;
 use crate::spec::LEVELS;
-use crate::table::{Table, is_true};
+use crate::table::Table;
 use crate::text::py_strip;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -59,10 +59,10 @@ pub fn load(
     let id_col = table.require("concept_id")?;
     let name_col = table.require("name")?;
     // Without an `active` column every concept is active (the seed's backward compatibility).
-    let active_col = table.column("active");
+    let active = table.column("active").map(|c| table.bool_column(c));
     let mut concepts: Vec<Concept> = Vec::new();
     let mut seen = std::collections::HashMap::new();
-    for row in &table.rows {
+    for (i, row) in table.rows.iter().enumerate() {
         let id = table.non_empty(row, id_col)?;
         if let Some(first) = seen.insert(id.to_owned(), row.line) {
             return Err(Diag::new(format!(
@@ -73,7 +73,7 @@ pub fn load(
             .at(Some(metadata), row.line, 1)
             .help("concept ids must be unique"));
         }
-        if active_col.is_some_and(|c| !is_true(table.get(row, c))) {
+        if active.as_ref().is_some_and(|a| !a[i]) {
             continue;
         }
         let name = table.get(row, name_col).to_owned();
@@ -153,11 +153,17 @@ mod tests {
 
     #[test]
     fn active_filter_and_missing_column() {
-        let csv = "concept_id,name,active\na,A,True\nb,B,False\nc,C,1\nd,D,yes\n";
+        let csv = "concept_id,name,active\na,A,True\nb,B,False\nc,C,true\nd,D,\n";
         let got = load("m.csv", csv, "d", |_| Ok(None)).unwrap();
         let ids: Vec<_> = got.concepts.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(ids, ["a", "c"]);
         assert_eq!(got.total, 4);
+        // pandas types a column with a stray word as text: then nothing equals True
+        let mixed = load("m.csv", "concept_id,name,active\na,A,True\nb,B,yes\n", "d", |_| {
+            Ok(None)
+        })
+        .unwrap();
+        assert!(mixed.concepts.is_empty());
         let all = load("m.csv", "concept_id,name\na,A\nb,B\n", "d", |_| Ok(None)).unwrap();
         assert_eq!(all.concepts.len(), 2);
     }

@@ -2,7 +2,7 @@
 //! rows by `for_generation` / `for_evaluation`.
 
 use crate::diag::Diag;
-use crate::table::{Table, is_true};
+use crate::table::Table;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Model {
@@ -46,13 +46,14 @@ pub fn load(path: &str, text: &str) -> Result<Models, Diag> {
         t.require("for_generation")?,
         t.require("for_evaluation")?,
     );
+    let (gen_flags, eval_flags) = (t.bool_column(fg), t.bool_column(fe));
     let mut models: Vec<Model> = Vec::new();
-    for row in &t.rows {
+    for (i, row) in t.rows.iter().enumerate() {
         let m = Model {
             id: t.non_empty(row, id)?.to_owned(),
             model: t.get(row, model).trim().to_owned(),
-            for_generation: is_true(t.get(row, fg)),
-            for_evaluation: is_true(t.get(row, fe)),
+            for_generation: gen_flags[i],
+            for_evaluation: eval_flags[i],
         };
         if (m.for_generation || m.for_evaluation) && m.model.is_empty() {
             return Err(Diag::new(format!(

@@ -95,10 +95,23 @@ fn csv_diag(file: &str, text: &str, e: &csv::Error) -> Diag {
     }
 }
 
-/// pandas' reading of a boolean cell, as the seed's `== True` tests see it: `True`/`true`/`TRUE`
-/// and the integer 1 count as true; anything else (empty, "yes", "False") does not.
-pub fn is_true(cell: &str) -> bool {
-    matches!(cell.trim(), "True" | "true" | "TRUE" | "1")
+impl Table {
+    /// A boolean column as the seed's `== True` tests see it after pandas' `read_csv`, which types
+    /// the whole column at once: when every non-empty cell is `true`/`false` in any letter case
+    /// it is boolean; when every one is a number, a cell is true if it equals 1; otherwise the
+    /// column holds strings and no cell equals `True`. Empty cells are never true.
+    pub fn bool_column(&self, col: usize) -> Vec<bool> {
+        let cells: Vec<&str> = self.rows.iter().map(|r| self.get(r, col)).collect();
+        let filled = || cells.iter().filter(|c| !c.is_empty());
+        let is_bool = |c: &&&str| c.eq_ignore_ascii_case("true") || c.eq_ignore_ascii_case("false");
+        if filled().all(|c| is_bool(&c)) {
+            cells.iter().map(|c| c.eq_ignore_ascii_case("true")).collect()
+        } else if filled().all(|c| c.trim().parse::<f64>().is_ok()) {
+            cells.iter().map(|c| c.trim().parse::<f64>() == Ok(1.0)).collect()
+        } else {
+            vec![false; cells.len()]
+        }
+    }
 }
 
 /// Writes rows like pandas `to_csv(index=False)`: `,` separated, `\n` line ends, fields quoted
@@ -139,13 +152,20 @@ mod tests {
     }
 
     #[test]
-    fn booleans_follow_read_csv() {
-        for t in ["True", "true", "TRUE", "1"] {
-            assert!(is_true(t), "{t}");
-        }
-        for f in ["False", "yes", "", "0", "None"] {
-            assert!(!is_true(f), "{f}");
-        }
+    fn booleans_follow_read_csv_column_typing() {
+        let col = |cells: &[&str]| {
+            let text: String = std::iter::once("a".to_owned())
+                .chain(cells.iter().map(|c| format!("{c}\n")))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let t = Table::parse("t.csv", &text.replace("\n\n", "\n")).unwrap();
+            t.bool_column(0)
+        };
+        assert_eq!(col(&["True", "false", "tRuE", "FALSE"]), [true, false, true, false]);
+        assert_eq!(col(&["1", "0", "1.0"]), [true, false, true]);
+        // one string makes the column text: nothing is `== True`
+        assert_eq!(col(&["True", "yes"]), [false, false]);
+        assert_eq!(col(&["True", "1"]), [false, false]);
     }
 
     #[test]

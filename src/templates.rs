@@ -3,7 +3,7 @@
 //! naming the CSV line.
 
 use crate::diag::Diag;
-use crate::table::{Table, is_true};
+use crate::table::Table;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TemplateRow {
@@ -33,9 +33,9 @@ impl Templates {
 pub fn load(csv_path: &str, text: &str, dir: &str, exists: impl Fn(&str) -> bool) -> Result<Templates, Diag> {
     let t = Table::parse(csv_path, text)?;
     let id_col = t.require("template_id")?;
-    let active_col = t.column("active");
+    let active_flags = t.column("active").map(|c| t.bool_column(c));
     let mut rows: Vec<TemplateRow> = Vec::new();
-    for row in &t.rows {
+    for (i, row) in t.rows.iter().enumerate() {
         let id = t.non_empty(row, id_col)?;
         let path = format!("{dir}/{id}.txt");
         if !exists(&path) {
@@ -54,7 +54,7 @@ pub fn load(csv_path: &str, text: &str, dir: &str, exists: impl Fn(&str) -> bool
                     .at(Some(text), row.line, 1),
             );
         }
-        let active = active_col.is_none_or(|c| is_true(t.get(row, c)));
+        let active = active_flags.as_ref().is_none_or(|a| a[i]);
         rows.push(TemplateRow {
             id: id.to_owned(),
             active,

@@ -1,0 +1,167 @@
+//! A test project in a temp directory, and helpers to run the real binary on it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Space {
+    pub dir: tempfile::TempDir,
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.unwrap();
+        let rel = entry.path().strip_prefix(from).unwrap();
+        let dest = to.join(rel);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Space {
+    pub fn empty() -> Space {
+        Space {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The shipped project: pipeline.yaml, data/1_raw and templates/ of this repository.
+    pub fn shipped() -> Space {
+        let s = Space::empty();
+        std::fs::copy(repo().join("pipeline.yaml"), s.path("pipeline.yaml")).unwrap();
+        copy_dir(&repo().join("data/1_raw"), &s.path("data/1_raw"));
+        copy_dir(&repo().join("templates"), &s.path("templates"));
+        s
+    }
+
+    pub fn copy_in(&self, from: &Path, rel: &str) {
+        copy_dir(from, &self.path(rel));
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
+    }
+
+    /// Replaces `from` by `to` in a file; the file must contain `from`.
+    pub fn edit(&self, rel: &str, from: &str, to: &str) {
+        let s = self.read(rel);
+        assert!(s.contains(from), "{rel} does not contain {from:?}");
+        self.write(rel, &s.replacen(from, to, 1));
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_daydream"));
+        c.arg("-C").arg(self.dir.path()).args(args);
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out: Output = self.command(args).output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs and expects success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let r = self.run(args);
+        assert_eq!(
+            r.code, 0,
+            "daydream {args:?} failed:\nstdout:\n{}\nstderr:\n{}",
+            r.stdout, r.stderr
+        );
+        r.stdout
+    }
+
+    /// Runs and expects exit `code`; returns stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let r = self.run(args);
+        assert_eq!(
+            r.code, code,
+            "daydream {args:?}: expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+            r.stdout, r.stderr
+        );
+        r.stderr
+    }
+
+    /// Every file under `rel` with its modification time and content.
+    pub fn snapshot(&self, rel: &str) -> BTreeMap<String, (std::time::SystemTime, Vec<u8>)> {
+        let root = self.path(rel);
+        let mut out = BTreeMap::new();
+        for e in walkdir::WalkDir::new(&root)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+        {
+            let rel = e
+                .path()
+                .strip_prefix(self.dir.path())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let m = e.metadata().unwrap().modified().unwrap();
+            out.insert(rel, (m, std::fs::read(e.path()).unwrap()));
+        }
+        out
+    }
+}
+
+/// The counts a `run` printed for a stage: (executed, reused, unchanged).
+pub fn counts(stdout: &str, stage: &str) -> (usize, usize, usize) {
+    let line = stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(stage))
+        .unwrap_or_else(|| panic!("no line for {stage} in:\n{stdout}"));
+    let num = |word: &str| -> usize {
+        let i = line.find(word).unwrap_or_else(|| panic!("no `{word}` in {line}"));
+        line[i + word.len()..]
+            .trim_start()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (num("executed"), num("reused"), num("unchanged"))
+}
+
+/// Files under `rel` whose mtime or content differs between two snapshots, plus added/removed ones.
+pub fn changed(
+    before: &BTreeMap<String, (std::time::SystemTime, Vec<u8>)>,
+    after: &BTreeMap<String, (std::time::SystemTime, Vec<u8>)>,
+) -> Vec<String> {
+    let mut out: Vec<String> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    out.extend(before.keys().filter(|k| !after.contains_key(*k)).cloned());
+    out.sort();
+    out
+}

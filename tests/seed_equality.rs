@@ -1,0 +1,180 @@
+//! The deterministic stages reproduce the seed byte for byte (goldens in tests/golden/, made by
+//! a Python restatement of the seed and checked against the seed's own code).
+
+mod common;
+
+use common::{Space, repo};
+
+fn golden(rel: &str) -> String {
+    std::fs::read_to_string(repo().join("tests/golden").join(rel)).unwrap()
+}
+
+/// combo_mappings.csv with created_at blanked (the goldens hold the literal CREATED_AT).
+fn without_created_at(s: &str) -> String {
+    s.lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_owned() + "\n")
+        .collect()
+}
+
+fn assert_matches_golden(space: &Space, golden_dir: &str) {
+    for table in ["content_combinations_csv", "generation_tasks", "evaluation_tasks"] {
+        let got = space.read(&format!("data/2_tasks/{table}.csv"));
+        assert_eq!(
+            got,
+            golden(&format!("{golden_dir}/{table}.csv")),
+            "{table}.csv differs from the seed"
+        );
+    }
+    assert_eq!(
+        without_created_at(&space.read("data/combo_mappings.csv")),
+        without_created_at(&golden(&format!("{golden_dir}/combo_mappings.csv")))
+    );
+    let created: Vec<String> = space
+        .read("data/combo_mappings.csv")
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').next().unwrap().to_owned())
+        .collect();
+    assert!(
+        created.iter().all(|c| c.len() == 19 && c.as_bytes()[10] == b'T'),
+        "created_at is local ISO to the second: {created:?}"
+    );
+    let dir = repo().join("tests/golden").join(golden_dir).join("generation_prompts");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        let got = space.read(&format!("data/3_generation/generation_prompts/{name}"));
+        assert_eq!(
+            got,
+            golden(&format!("{golden_dir}/generation_prompts/{name}")),
+            "prompt {name} differs from the seed"
+        );
+        n += 1;
+    }
+    let ours = std::fs::read_dir(space.path("data/3_generation/generation_prompts"))
+        .unwrap()
+        .count();
+    assert_eq!(ours, n, "same set of prompt files");
+}
+
+#[test]
+fn shipped_data_matches_the_seed() {
+    let s = Space::shipped();
+    s.ok(&["run"]);
+    assert_matches_golden(&s, "shipped");
+    let combos: Vec<String> = s
+        .read("data/2_tasks/content_combinations_csv.csv")
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().to_owned())
+        .collect();
+    let mut unique = combos.clone();
+    unique.dedup();
+    assert_eq!(
+        unique,
+        [
+            "combo_v1_f0c9d41797ca",
+            "combo_v1_13c725cf02fa",
+            "combo_v1_b18da90419b7",
+            "combo_v1_4750c69d9e61",
+            "combo_v1_832e64e55de3"
+        ]
+    );
+}
+
+#[test]
+fn k3_sentence_matches_the_seed() {
+    let s = Space::shipped();
+    s.edit("pipeline.yaml", "k_max: 4", "k_max: 3");
+    s.edit(
+        "pipeline.yaml",
+        "description_level: paragraph",
+        "description_level: sentence",
+    );
+    s.ok(&["run"]);
+    assert_matches_golden(&s, "k3_sentence");
+}
+
+/// Synthetic raw data covering every fallback, Python's strip, universal newlines, CSV quoting.
+#[test]
+fn edge_cases_match_the_seed() {
+    let s = Space::empty();
+    s.copy_in(&repo().join("tests/golden/fixtures/edge_raw"), "raw");
+    s.write(
+        "pipeline.yaml",
+        "version: 1
+stages:
+  concepts: {kind: concepts, metadata: raw/concepts/concepts_metadata.csv, descriptions: raw/concepts}
+  models: {kind: models, csv: raw/llm_models.csv}
+  gen_templates: {kind: templates, csv: raw/generation_templates.csv, dir: raw/generation_templates}
+  eval_templates: {kind: templates, csv: raw/evaluation_templates.csv, dir: raw/evaluation_templates}
+  combos:
+    kind: combinations
+    concepts: concepts
+    k_max: 2
+    description_level: article
+    registry: data/combo_mappings.csv
+    output: data/2_tasks/content_combinations_csv.csv
+  gen_tasks: {kind: generation_tasks, combinations: combos, models: models, templates: gen_templates, output: data/2_tasks/generation_tasks.csv}
+  eval_tasks: {kind: evaluation_tasks, generation_tasks: gen_tasks, models: models, templates: eval_templates, output: data/2_tasks/evaluation_tasks.csv}
+  prompts: {kind: generation_prompt, tasks: gen_tasks, undefined: lenient, output: 'data/3_generation/generation_prompts/{id}.txt'}
+",
+    );
+    s.ok(&["run"]);
+    assert_matches_golden(&s, "edge_k2_article");
+}
+
+/// Every generation template of the seed, active or not, renders as Jinja2 rendered it.
+#[test]
+fn every_seed_template_renders_as_jinja2() {
+    let s = Space::shipped();
+    let csv = s
+        .read("data/1_raw/generation_templates.csv")
+        .replace(",false\n", ",true\n");
+    s.write("data/1_raw/generation_templates.csv", &csv);
+    s.write(
+        "data/1_raw/llm_models.csv",
+        "id,model,for_generation,for_evaluation\nm,vendor/m,true,false\n",
+    );
+    s.ok(&["run", "generation_prompt"]);
+    let dir = repo().join("tests/golden/all_templates");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        if name.starts_with("eval__") {
+            continue;
+        }
+        let id = name.trim_end_matches(".txt");
+        let got = s.read(&format!(
+            "data/3_generation/generation_prompts/combo_v1_f0c9d41797ca_{id}_m.txt"
+        ));
+        assert_eq!(got, golden(&format!("all_templates/{name}")), "template {id}");
+        n += 1;
+    }
+    assert_eq!(n, 18);
+}
+
+#[test]
+fn every_seed_evaluation_template_renders_as_jinja2() {
+    use daydream::prompt::{Renderer, Undefined};
+    let dir = repo().join("tests/golden/all_templates");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        let Some(id) = name.strip_prefix("eval__").and_then(|n| n.strip_suffix(".txt")) else {
+            continue;
+        };
+        let raw = std::fs::read_to_string(repo().join(format!("templates/evaluation/{id}.txt"))).unwrap();
+        let text = daydream::text::py_strip(&raw);
+        let mut r = Renderer::new(Undefined::Strict);
+        r.load(id, text).unwrap();
+        let vars = minijinja::context! { response => "<essay text>\nsecond line\n\n  indented" };
+        assert_eq!(
+            r.render(id, text, vars).unwrap(),
+            golden(&format!("all_templates/{name}")),
+            "{id}"
+        );
+        n += 1;
+    }
+    assert_eq!(n, 11);
+}
