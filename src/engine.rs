@@ -382,6 +382,8 @@ fn classify_all(
 
 struct Prepared {
     standing: Vec<(Standing, bool)>,
+    /// What the store recorded of this stage's files before the run.
+    records: HashMap<String, OutputRecord>,
     /// Content of every new key.
     computed: HashMap<Hash, Arc<[u8]>>,
     /// The registry's new text, when it changes.
@@ -453,6 +455,7 @@ fn prepare(root: &Path, store: &Store, plan: &StagePlan, dry_run: bool) -> Resul
     }
     Ok(Prepared {
         standing,
+        records,
         computed,
         registry,
     })
@@ -536,7 +539,15 @@ fn write_stage(project: &Project, store: &mut Store, sp: &StagePlan, prep: &Prep
                 Some(text) => Arc::from(text.as_bytes()),
                 None => continue,
             },
-            (Standing::Execute, _) => prep.computed[&a.key].clone(),
+            (Standing::Execute, _) => {
+                let content = prep.computed[&a.key].clone();
+                if unchanged_on_disk(&project.root, a, prep.records.get(&a.path), &content) {
+                    // Early cutoff: a new key with the same content; keep the file, update its record.
+                    touched.push(a);
+                    continue;
+                }
+                content
+            }
             (Standing::Restore, _) => {
                 let out = known
                     .get(&a.key)
@@ -552,7 +563,11 @@ fn write_stage(project: &Project, store: &mut Store, sp: &StagePlan, prep: &Prep
     let mut records = write_files(&project.root, tmp, name, &jobs)?;
     for a in touched {
         let stat = fsutil::stat(&project.root.join(&a.path)).with_context(|| format!("{} vanished", a.path))?;
-        records.push(record(name, a, known[&a.key], stat));
+        let hash = known
+            .get(&a.key)
+            .copied()
+            .unwrap_or_else(|| Hash::of(&prep.computed[&a.key]));
+        records.push(record(name, a, hash, stat));
     }
     if let Some(text) = &prep.registry {
         store.put_blob(text.as_bytes())?;
@@ -560,6 +575,13 @@ fn write_stage(project: &Project, store: &mut Store, sp: &StagePlan, prep: &Prep
     // 3. Records of what is on disk now.
     store.put_outputs(&records)?;
     Ok(())
+}
+
+/// Whether the file at `a.path` is exactly what daydream last wrote there and holds `content`.
+fn unchanged_on_disk(root: &Path, a: &Artifact, rec: Option<&OutputRecord>, content: &[u8]) -> bool {
+    let Some(rec) = rec else { return false };
+    rec.hash == Hash::of(content)
+        && fsutil::stat(&root.join(&a.path)).is_some_and(|s| s.size == rec.size && s.mtime_ns == rec.mtime_ns)
 }
 
 fn record(stage: &str, a: &Artifact, hash: Hash, stat: Stat) -> OutputRecord {
