@@ -69,7 +69,12 @@ impl fmt::Display for Diag {
                     .take(col.saturating_sub(1) as usize)
                     .map(|c| if c == '\t' { '\t' } else { ' ' })
                     .collect();
-                write!(f, "\n{:width$} | {pad}^", "")?;
+                let token = snippet
+                    .chars()
+                    .skip(col.saturating_sub(1) as usize)
+                    .take_while(|c| !c.is_whitespace())
+                    .count();
+                write!(f, "\n{:width$} | {pad}{}", "", "^".repeat(token.max(1)))?;
             }
         }
         if let Some(help) = &self.help {
@@ -125,7 +130,7 @@ mod tests {
             .help("did you mean `k_max`?");
         assert_eq!(
             d.to_string(),
-            "unknown key `kmax`\n  --> pipeline.yaml:3:5\n  |\n3 |     kmax: 4\n  |     ^\n  = help: did you mean `k_max`?"
+            "unknown key `kmax`\n  --> pipeline.yaml:3:5\n  |\n3 |     kmax: 4\n  |     ^^^^^\n  = help: did you mean `k_max`?"
         );
     }
 }

@@ -380,51 +380,57 @@ pub fn parse(exists: &dyn Fn(&str) -> bool, file: &str, source: &str) -> Result<
             .diag("no stages declared", loc(&raw.stages.referenced))
             .help("declare at least one stage under `stages:`"));
     }
-    // References: they must exist and be of an accepted kind.
+    // References must name declared stages; then there must be no cycle; then kinds must fit.
     for s in &declared {
         for spec in s.kind.fields() {
             let FieldType::Ref(kinds) = spec.ty else { continue };
             let target = s.str(spec.name);
+            if declared.iter().any(|d| d.name == target) {
+                continue;
+            }
             let at = s.fields[spec.name].loc;
-            match declared.iter().find(|d| d.name == target) {
-                None => {
-                    let d = p.diag(
-                        format!(
-                            "stage `{}` reads `{}: {target}`, but there is no stage named `{target}`",
-                            s.name, spec.name
-                        ),
-                        at,
-                    );
-                    let candidates = declared
-                        .iter()
-                        .filter(|d| kinds.contains(&d.kind))
-                        .map(|d| d.name.as_str());
-                    return Err(match nearest(target, candidates.clone()) {
-                        Some(n) => d.help(format!("did you mean `{n}`?")),
-                        None => d.help(format!(
-                            "declare a stage of kind `{}` named `{target}`",
-                            kinds[0].name()
-                        )),
-                    });
-                }
-                Some(t) if !kinds.contains(&t.kind) => {
-                    let want: Vec<_> = kinds.iter().map(|k| k.name()).collect();
-                    return Err(p.diag(
-                        format!(
-                            "`{}: {target}` in stage `{}` must name a stage of kind {}, but `{target}` is of kind `{}`",
-                            spec.name,
-                            s.name,
-                            want.join(" or "),
-                            t.kind.name()
-                        ),
-                        at,
-                    ));
-                }
-                Some(_) => {}
+            let d = p.diag(
+                format!(
+                    "stage `{}` reads `{}: {target}`, but there is no stage named `{target}`",
+                    s.name, spec.name
+                ),
+                at,
+            );
+            let candidates = declared
+                .iter()
+                .filter(|d| kinds.contains(&d.kind))
+                .map(|d| d.name.as_str());
+            return Err(match nearest(target, candidates) {
+                Some(n) => d.help(format!("did you mean `{n}`?")),
+                None => d.help(format!(
+                    "declare a stage of kind `{}` named `{target}`",
+                    kinds[0].name()
+                )),
+            });
+        }
+    }
+    let declared = topo_order(&p, declared)?;
+    for s in &declared {
+        for spec in s.kind.fields() {
+            let FieldType::Ref(kinds) = spec.ty else { continue };
+            let target = s.str(spec.name);
+            let t = declared.iter().find(|d| d.name == target).expect("checked above");
+            if !kinds.contains(&t.kind) {
+                let want: Vec<_> = kinds.iter().map(|k| k.name()).collect();
+                return Err(p.diag(
+                    format!(
+                        "`{}: {target}` in stage `{}` must name a stage of kind {}, but `{target}` is of kind `{}`",
+                        spec.name,
+                        s.name,
+                        want.join(" or "),
+                        t.kind.name()
+                    ),
+                    s.fields[spec.name].loc,
+                ));
             }
         }
     }
-    p.stages = topo_order(&p, declared)?;
+    p.stages = declared;
     check_outputs(&p)?;
     Ok(p)
 }
@@ -697,7 +703,18 @@ fn check_outputs(p: &Pipeline) -> Result<(), Diag> {
 fn yaml_diag(file: &str, source: &str, e: &serde_saphyr::Error) -> Diag {
     let text = e.to_string();
     // serde-saphyr appends its own rendering of the location; keep only the first line of the message.
-    let first = text.lines().next().unwrap_or("invalid YAML").to_owned();
+    let mut first = text
+        .lines()
+        .next()
+        .unwrap_or("invalid YAML")
+        .trim_start_matches("error: ");
+    // drop serde-saphyr's own "line N column M: " prefix: the location is printed below
+    if first.starts_with("line ")
+        && let Some((_, rest)) = first.split_once(": ")
+    {
+        first = rest;
+    }
+    let first = first.to_owned();
     let mut d = Diag::new(format!("{file}: {first}")).in_file(file);
     if let Some(l) = e.location() {
         d = d.at(Some(source), l.line() as u32, l.column() as u32);

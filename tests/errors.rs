@@ -1,0 +1,301 @@
+//! Bad inputs give a clear message naming the file, line and what to do, exit code 2, and leave
+//! every generated file as it was.
+
+mod common;
+
+use common::{Space, changed};
+
+/// Runs a good build, applies `break_it`, and expects `run` to fail with exit 2 and every
+/// `expected` fragment in stderr, without touching a generated file.
+fn config_error(break_it: impl FnOnce(&Space), expected: &[&str]) -> String {
+    let s = Space::shipped();
+    s.ok(&["run"]);
+    let generated = |s: &Space| {
+        let mut m = s.snapshot("data/2_tasks");
+        m.extend(s.snapshot("data/3_generation"));
+        m.extend(
+            s.snapshot("data")
+                .into_iter()
+                .filter(|(k, _)| k == "data/combo_mappings.csv"),
+        );
+        m
+    };
+    break_it(&s);
+    let before = generated(&s);
+    let err = s.fails(&["run"], 2);
+    for e in expected {
+        assert!(err.contains(e), "expected {e:?} in:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        changed(&before, &generated(&s)),
+        Vec::<String>::new(),
+        "a failed run changed generated files"
+    );
+    err
+}
+
+#[test]
+fn malformed_yaml() {
+    config_error(
+        |s| s.edit("pipeline.yaml", "    k_max: 4", "    k_max: [4"),
+        &["error: pipeline.yaml:", "--> pipeline.yaml:29:"],
+    );
+}
+
+#[test]
+fn unknown_key_suggests_the_nearest() {
+    let err = config_error(|s| s.edit("pipeline.yaml", "    k_max: 4", "    kmax: 4"), &[]);
+    assert_eq!(
+        err,
+        "error: unknown key `kmax` in stage `content_combinations` (kind `combinations`)
+  --> pipeline.yaml:28:5
+   |
+28 |     kmax: 4
+   |     ^^^^^
+  = help: did you mean `k_max`?
+"
+    );
+}
+
+#[test]
+fn unknown_top_level_key() {
+    config_error(
+        |s| s.edit("pipeline.yaml", "version: 1\n", "version: 1\nstagez: {}\n"),
+        &["unknown field `stagez`", "pipeline.yaml:4:1", "did you mean `stages`?"],
+    );
+}
+
+#[test]
+fn unknown_stage_kind() {
+    config_error(
+        |s| s.edit("pipeline.yaml", "kind: combinations", "kind: combination"),
+        &[
+            "unknown stage kind `combination` in stage `content_combinations`",
+            "pipeline.yaml:26:11",
+            "did you mean `combinations`?",
+        ],
+    );
+}
+
+#[test]
+fn reference_to_a_missing_stage() {
+    config_error(
+        |s| {
+            s.edit(
+                "pipeline.yaml",
+                "combinations: content_combinations",
+                "combinations: content_combination",
+            )
+        },
+        &[
+            "stage `generation_tasks` reads `combinations: content_combination`, but there is no stage named `content_combination`",
+            "pipeline.yaml:35:19",
+            "did you mean `content_combinations`?",
+        ],
+    );
+}
+
+#[test]
+fn reference_to_a_stage_of_the_wrong_kind() {
+    config_error(
+        |s| {
+            s.edit(
+                "pipeline.yaml",
+                "    models: llm_models\n    templates: generation_templates",
+                "    models: concepts\n    templates: generation_templates",
+            )
+        },
+        &[
+            "`models: concepts` in stage `generation_tasks` must name a stage of kind models, but `concepts` is of kind `concepts`",
+        ],
+    );
+}
+
+#[test]
+fn a_cycle_is_printed_as_its_path() {
+    config_error(
+        |s| {
+            s.edit(
+                "pipeline.yaml",
+                "    concepts: concepts",
+                "    concepts: generation_tasks",
+            )
+        },
+        &[
+            "the stages form a cycle: content_combinations -> generation_tasks -> content_combinations",
+            "pipeline.yaml:35:19",
+        ],
+    );
+}
+
+#[test]
+fn a_missing_input_file() {
+    config_error(
+        |s| std::fs::remove_file(s.path("data/1_raw/llm_models.csv")).unwrap(),
+        &[
+            "input file `data/1_raw/llm_models.csv` of stage `llm_models` does not exist",
+            "pipeline.yaml:13:10",
+        ],
+    );
+}
+
+#[test]
+fn a_missing_pipeline_file() {
+    let s = Space::empty();
+    let err = s.fails(&["run"], 2);
+    assert!(err.contains("no pipeline.yaml in") && err.contains("-C DIR"), "{err}");
+}
+
+#[test]
+fn a_missing_template_file_names_the_csv_line() {
+    config_error(
+        |s| std::fs::remove_file(s.path("templates/generation/gwern_original.txt")).unwrap(),
+        &[
+            "template `gwern_original` listed in data/1_raw/generation_templates.csv line 12 has no file templates/generation/gwern_original.txt",
+            "--> data/1_raw/generation_templates.csv:12",
+        ],
+    );
+}
+
+#[test]
+fn an_undefined_template_variable_names_template_line_and_variable() {
+    config_error(
+        |s| {
+            s.edit(
+                "templates/generation/creative-synthesis-v6.txt",
+                "**{{ concept.name }}**",
+                "**{{ concept.concept_id }}**",
+            )
+        },
+        &[
+            "undefined variable `concept.concept_id` in template templates/generation/creative-synthesis-v6.txt",
+            "--> templates/generation/creative-synthesis-v6.txt:6",
+            "undefined: lenient",
+        ],
+    );
+}
+
+#[test]
+fn lenient_undefined_renders_empty_as_the_seed() {
+    let s = Space::shipped();
+    s.edit(
+        "templates/generation/creative-synthesis-v6.txt",
+        "**{{ concept.name }}**",
+        "**{{ concept.concept_id }}**",
+    );
+    s.edit("pipeline.yaml", "undefined: strict", "undefined: lenient");
+    s.ok(&["run"]);
+    let p = s.read(
+        "data/3_generation/generation_prompts/combo_v1_f0c9d41797ca_creative-synthesis-v6_sonnet-4.txt"
+            .replace("sonnet-4", "gemini_25_pro")
+            .as_str(),
+    );
+    assert!(p.contains("\n****  \n"), "{p}");
+}
+
+#[test]
+fn a_template_syntax_error_names_the_line() {
+    config_error(
+        |s| {
+            s.edit(
+                "templates/generation/creative-synthesis-v6.txt",
+                "{% endfor %}",
+                "{% endfour %}",
+            )
+        },
+        &[
+            "syntax error in template templates/generation/creative-synthesis-v6.txt",
+            "creative-synthesis-v6.txt:9",
+        ],
+    );
+}
+
+#[test]
+fn k_max_larger_than_the_active_concepts() {
+    config_error(
+        |s| s.edit("pipeline.yaml", "k_max: 4", "k_max: 6"),
+        &[
+            "k_max is 6 but only 5 concepts are active in data/1_raw/concepts/concepts_metadata.csv",
+            "pipeline.yaml:28:12",
+            "lower k_max to at most 5",
+        ],
+    );
+}
+
+#[test]
+fn a_bad_csv_row_names_file_and_line() {
+    config_error(
+        |s| {
+            s.edit(
+                "data/1_raw/concepts/concepts_metadata.csv",
+                "economic-moat,Economic Moat,True",
+                "economic-moat,Economic, Moat,True",
+            )
+        },
+        &[
+            "data/1_raw/concepts/concepts_metadata.csv: a row has 4 fields where the header has 3",
+            "concepts_metadata.csv:12",
+        ],
+    );
+}
+
+#[test]
+fn a_missing_csv_column() {
+    config_error(
+        |s| s.edit("data/1_raw/llm_models.csv", "for_generation", "for_gen"),
+        &[
+            "data/1_raw/llm_models.csv has no `for_generation` column",
+            "its columns are: id, model",
+        ],
+    );
+}
+
+#[test]
+fn a_combo_registry_collision() {
+    config_error(
+        |s| {
+            s.edit(
+                "data/combo_mappings.csv",
+                "combo_v1_f0c9d41797ca,v1,dearth-ai-discoveries",
+                "combo_v1_f0c9d41797ca,v1,mind-wandering",
+            )
+        },
+        &[
+            "combo_id collision detected for combo_v1_f0c9d41797ca: existing params/concepts do not match",
+            "data/combo_mappings.csv",
+        ],
+    );
+}
+
+#[test]
+fn unsupported_version() {
+    config_error(
+        |s| s.edit("pipeline.yaml", "version: 1", "version: 7"),
+        &["unsupported pipeline version 7", "pipeline.yaml:3:10"],
+    );
+}
+
+#[test]
+fn a_missing_description_directory_is_not_an_error() {
+    let s = Space::shipped();
+    std::fs::remove_dir_all(s.path("data/1_raw/concepts/descriptions-article")).unwrap();
+    s.edit(
+        "pipeline.yaml",
+        "description_level: paragraph",
+        "description_level: article",
+    );
+    s.ok(&["run"]);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let s = Space::shipped();
+    let err = s.fails(&["run", "--no-such-flag"], 2);
+    assert!(err.contains("--no-such-flag"), "{err}");
+    s.fails(&["frobnicate"], 2);
+    let help = s.ok(&["--help"]);
+    for cmd in ["run", "status", "explain", "clean", "dag"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+}
