@@ -165,3 +165,27 @@ pub fn changed(
     out.sort();
     out
 }
+
+/// A synthetic project: the shipped templates and models with `n` made-up concepts and `k_max = k`.
+pub fn synthetic(n: usize, k: usize) -> Space {
+    let s = Space::shipped();
+    let mut csv = String::from("concept_id,name,active\n");
+    for i in 0..n {
+        csv.push_str(&format!("concept-{i:03},Concept {i},True\n"));
+        let text: String = (0..12)
+            .map(|j| {
+                format!(
+                    "Sentence {j} about concept {i} and its {} neighbours. ",
+                    (i * 7 + j) % 13
+                )
+            })
+            .collect();
+        s.write(
+            &format!("data/1_raw/concepts/descriptions-paragraph/concept-{i:03}.txt"),
+            &text,
+        );
+    }
+    s.write("data/1_raw/concepts/concepts_metadata.csv", &csv);
+    s.edit("pipeline.yaml", "k_max: 4", &format!("k_max: {k}"));
+    s
+}
