@@ -33,6 +33,8 @@ pub struct Combo {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Combos {
+    /// The concepts CSV, where names come from.
+    pub metadata_path: String,
     pub level: String,
     pub k_max: usize,
     pub concepts: Vec<Resolved>,
@@ -130,6 +132,7 @@ pub fn build(
     }
     let csv = write_csv(&["combo_id", "concept_id"], rows.into_iter().map(|r| r.to_vec()));
     Ok(Combos {
+        metadata_path: concepts.metadata_path.clone(),
         level: level.to_owned(),
         k_max,
         concepts: resolved,

@@ -193,29 +193,26 @@ fn table_manifest(stage: &Stage, inputs: &[(&str, Hash)]) -> Manifest {
 pub fn artifact_manifest(stage: &Stage, value: &StageValue, which: &Source) -> Manifest {
     match (value, which) {
         (StageValue::Combos(c), Source::Registry) => {
-            table_manifest(stage, &[("combinations", value.content_hash())]).param("registry_combos", c.combos.len())
+            table_manifest(stage, &[(stage.str("concepts"), value_hash(&c.combos))])
         }
-        (StageValue::Combos(c), _) => table_manifest(
-            stage,
-            &[
-                ("concepts", value_hash(&c.concepts)),
-                ("combinations", value.content_hash()),
-            ],
-        ),
+        (StageValue::Combos(c), _) => {
+            let ids: Vec<&String> = c.concepts.iter().map(|r| &r.id).collect();
+            table_manifest(stage, &[(stage.str("concepts"), value_hash(&(&ids, &c.combos)))])
+        }
         (StageValue::GenTasks(t), _) => table_manifest(
             stage,
             &[
-                ("combinations", value_hash(&t.combos.combos)),
-                ("models", value_hash(&*t.models)),
-                ("templates", value_hash(&*t.templates)),
+                (stage.str("combinations"), value_hash(&t.combos.combos)),
+                (stage.str("models"), value_hash(&*t.models)),
+                (stage.str("templates"), value_hash(&*t.templates)),
             ],
         ),
         (StageValue::EvalTasks(t), _) => table_manifest(
             stage,
             &[
-                ("generation_tasks", Hash::of(t.generation.csv.as_bytes())),
-                ("models", value_hash(&*t.models)),
-                ("templates", value_hash(&*t.templates)),
+                (stage.str("generation_tasks"), Hash::of(t.generation.csv.as_bytes())),
+                (stage.str("models"), value_hash(&*t.models)),
+                (stage.str("templates"), value_hash(&*t.templates)),
             ],
         ),
         (StageValue::Prompts(p), Source::Prompt { template, combo }) => {
@@ -417,8 +414,10 @@ fn prepare(root: &Path, store: &Store, plan: &StagePlan, dry_run: bool) -> Resul
                 };
                 let on_disk = root.join(&a.path).is_file();
                 let new = combos::extend_registry(&a.path, existing.as_deref(), c, &crate::clock::now_local_seconds())?;
+                let recorded_key = records.get(&a.path).map(|r| r.key);
                 *st = match (&new, on_disk) {
-                    (None, true) => (Standing::Unchanged, false),
+                    (None, true) if recorded_key == Some(a.key) => (Standing::Unchanged, false),
+                    (None, true) => (Standing::Touched, false),
                     (None, false) => {
                         registry = existing;
                         (Standing::Restore, false)
