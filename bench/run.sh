@@ -16,6 +16,7 @@ fi
 W=$(mktemp -d /tmp/daydream-bench.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 ROWS=$W/rows
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 MAX_RSS_MB=500
 
 # measure SCENARIO TASKS PROJECT WALL_TARGET: one `daydream run`, appended as a table row.
@@ -68,6 +69,7 @@ done
     echo
     echo "- $(date -u '+%Y-%m-%d %H:%M UTC'), daydream $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml || echo ' + uncommitted src changes')"
     echo "- $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(awk '/MemTotal/ { printf "%.0f GB RAM", $2 / 1048576 }' /proc/meminfo)"
+    echo "- load average before / after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine inflates wall times)"
     echo "- one evaluation model and template, so evaluation tasks = generation tasks; \`bench/run.sh\` regenerates this file"
     echo "- targets: no-op < 0.5 s at ~100k tasks, one-concept edit < 1 s, < 5 s at ~1M tasks, max RSS < $MAX_RSS_MB MB everywhere"
     echo

@@ -34,9 +34,18 @@ enum Command {
     Run {
         /// Stages to bring up to date (default: all)
         stages: Vec<String>,
-        /// Print what would be done, write nothing
+        /// Print what would be done (calls per model, cached, estimated tokens and cost); write nothing, call nothing
         #[arg(long)]
         dry_run: bool,
+        /// Ask the calls of this LLM stage again (the old answers stay in the store); repeatable
+        #[arg(long, value_name = "STAGE")]
+        refresh: Vec<String>,
+        /// Stop starting calls once recorded cost plus the worst case of calls in flight would pass USD
+        #[arg(long, value_name = "USD")]
+        max_cost: Option<f64>,
+        /// Call this provider (from pipeline.yaml `providers:`) in every LLM stage; also DAYDREAM_PROVIDER
+        #[arg(long, value_name = "NAME")]
+        provider: Option<String>,
     },
     /// Per stage: how many outputs are up to date, stale, missing or edited by hand
     Status {
@@ -98,7 +107,13 @@ fn open(root: &std::path::Path) -> Result<(Project, Store), RunError> {
 fn dispatch(root: &std::path::Path, command: Command) -> Result<i32, RunError> {
     let mut out = std::io::stdout().lock();
     match command {
-        Command::Run { stages, dry_run } => {
+        Command::Run {
+            stages,
+            dry_run,
+            refresh,
+            max_cost,
+            provider,
+        } => {
             let project = Project::open(root)?;
             let _lock = if dry_run {
                 None
@@ -112,35 +127,42 @@ fn dispatch(root: &std::path::Path, command: Command) -> Result<i32, RunError> {
                 &RunOptions {
                     targets: stages,
                     dry_run,
+                    refresh,
+                    max_cost,
+                    provider,
                 },
             )?;
             print_run(&mut out, &report, dry_run);
-            Ok(0)
+            Ok(if report.failed() > 0 || report.stopped.is_some() {
+                1
+            } else {
+                0
+            })
         }
         Command::Status { stages, json } => {
-            let (project, store) = open(root)?;
-            let rows = explain::status(&project, &store, &stages)?;
+            let (project, mut store) = open(root)?;
+            let rows = explain::status(&project, &mut store, &stages)?;
             if json {
                 let _ = writeln!(out, "{}", serde_json::to_string_pretty(&rows).expect("serializable"));
             } else {
                 let _ = writeln!(
                     out,
-                    "{:<24} {:>10} {:>8} {:>8} {:>8}",
-                    "stage", "up to date", "stale", "missing", "edited"
+                    "{:<24} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                    "stage", "up to date", "stale", "missing", "edited", "failed", "waiting"
                 );
                 for r in &rows {
                     let _ = writeln!(
                         out,
-                        "{:<24} {:>10} {:>8} {:>8} {:>8}   {}",
-                        r.stage, r.up_to_date, r.stale, r.missing, r.edited, r.summary
+                        "{:<24} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}   {}",
+                        r.stage, r.up_to_date, r.stale, r.missing, r.edited, r.failed, r.waiting, r.summary
                     );
                 }
             }
             Ok(0)
         }
         Command::Explain { target, json } => {
-            let (project, store) = open(root)?;
-            let found = explain::explain(&project, &store, &target)?;
+            let (project, mut store) = open(root)?;
+            let found = explain::explain(&project, &mut store, &target)?;
             if found.is_empty() {
                 return Err(RunError::Config(
                     crate::diag::Diag::new(format!(
@@ -239,15 +261,22 @@ fn dispatch(root: &std::path::Path, command: Command) -> Result<i32, RunError> {
     }
 }
 
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
 fn print_run(out: &mut impl Write, report: &engine::RunReport, dry_run: bool) {
     let (e, r) = if dry_run {
         ("would execute", "would restore")
     } else {
         ("executed", "reused")
     };
-    let mut total = (0, 0, 0);
+    let mut total = (0, 0, 0, 0);
     for s in &report.stages {
-        if s.executed + s.reused + s.unchanged == 0 {
+        for n in &s.notes {
+            let _ = writeln!(out, "note: {n}");
+        }
+        if s.executed + s.reused + s.unchanged + s.blocked == 0 && s.llm.is_none() {
             let _ = writeln!(out, "{:<24} {}", s.name, s.summary);
             continue;
         }
@@ -256,25 +285,78 @@ fn print_run(out: &mut impl Write, report: &engine::RunReport, dry_run: bool) {
             "{:<24} {}: {e} {}, {r} {}, unchanged {}",
             s.name, s.summary, s.executed, s.reused, s.unchanged
         );
+        if s.failed > 0 {
+            let _ = write!(out, ", failed {}", s.failed);
+        }
+        if s.blocked > 0 {
+            let _ = write!(out, ", waiting for upstream {}", s.blocked);
+        }
         if s.computed > 0 && s.computed != s.executed {
             let _ = write!(out, " ({} distinct)", s.computed);
         }
         if s.overwritten_edits > 0 {
-            let _ = write!(
-                out,
-                "; {} hand-edited file{} restored",
-                s.overwritten_edits,
-                if s.overwritten_edits == 1 { "" } else { "s" }
-            );
+            let _ = write!(out, "; {} restored", plural(s.overwritten_edits, "hand-edited file"));
         }
         let _ = writeln!(out);
+        if let Some(est) = &s.llm
+            && (dry_run || s.calls.is_none())
+            && est.calls() > 0
+        {
+            let _ = writeln!(
+                out,
+                "    {:<44} {:>6} {:>8} {:>13} {:>10}",
+                "model", "calls", "cached", "input tokens", "cost up to"
+            );
+            let models: std::collections::BTreeSet<&String> =
+                est.per_model.keys().chain(s.cached_by_model.keys()).collect();
+            for m in models {
+                let (calls, tokens, _, cost) = est.per_model.get(m).cloned().unwrap_or((0, 0, 0, Some(0.0)));
+                let cached = s.cached_by_model.get(m).copied().unwrap_or(0);
+                let cost = cost.map_or("unpriced".to_owned(), |c| format!("${c:.4}"));
+                let _ = writeln!(
+                    out,
+                    "    {m:<44} {calls:>6} {cached:>8} {:>13} {cost:>10}",
+                    format!("~{tokens}")
+                );
+            }
+        }
+        if let Some(c) = &s.calls {
+            let _ = writeln!(
+                out,
+                "    {} requests: {} ok, {} truncated; tokens {} in, {} out; cost ${:.4}{}",
+                c.requests,
+                c.ok,
+                c.truncated,
+                c.prompt_tokens,
+                c.completion_tokens,
+                c.cost,
+                if c.unpriced > 0 {
+                    format!(" (+{} unpriced)", plural(c.unpriced, "call"))
+                } else {
+                    String::new()
+                }
+            );
+            let mut by_cause: std::collections::BTreeMap<_, usize> = c.failed.clone();
+            for (cause, n) in &c.not_started {
+                *by_cause.entry(*cause).or_default() += n;
+            }
+            for (cause, n) in by_cause {
+                let _ = writeln!(out, "    failed {n}: {}", cause.describe());
+            }
+        }
         total.0 += s.executed;
         total.1 += s.reused;
         total.2 += s.unchanged;
+        total.3 += s.failed;
     }
+    let spent = if report.spent > 0.0 {
+        format!(", spent ${:.4}", report.spent)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "{}{e} {}, {r} {}, unchanged {} in {:.2}s",
+        "{}{e} {}, {r} {}, unchanged {}{} in {:.2}s{spent}",
         if dry_run {
             "dry run, nothing written: "
         } else {
@@ -283,6 +365,14 @@ fn print_run(out: &mut impl Write, report: &engine::RunReport, dry_run: bool) {
         total.0,
         total.1,
         total.2,
+        if total.3 > 0 {
+            format!(", failed {}", total.3)
+        } else {
+            String::new()
+        },
         report.elapsed.as_secs_f64()
     );
+    if let Some(why) = &report.stopped {
+        let _ = writeln!(out, "calls were stopped: {why}");
+    }
 }

@@ -172,6 +172,9 @@ pub enum StageValue {
     GenTasks(Arc<GenTasks>),
     EvalTasks(Arc<EvalTasks>),
     Prompts(Arc<PromptPlan>),
+    /// A stage that reads LLM responses or makes calls: planned by the executor from the store,
+    /// once what it reads exists.
+    Dynamic,
 }
 
 impl StageValue {
@@ -184,6 +187,7 @@ impl StageValue {
             StageValue::GenTasks(t) => t.summary(),
             StageValue::EvalTasks(t) => t.summary(),
             StageValue::Prompts(p) => format!("{} prompts", p.tasks.rows.len()),
+            StageValue::Dynamic => String::new(),
         }
     }
 }
@@ -229,6 +233,7 @@ fn stage_of(db: &dyn Db, project: ProjectInput, name: &str) -> Result<(Arc<Pipel
 pub fn stage_value<'db>(db: &'db dyn Db, project: ProjectInput, name: StageName<'db>) -> Result<StageValue, Diag> {
     let (p, stage) = stage_of(db, project, name.name(db))?;
     Ok(match stage.kind {
+        Kind::GenerationResponse | Kind::EvaluationPrompt | Kind::EvaluationResponse => StageValue::Dynamic,
         Kind::Concepts => {
             let path = stage.str("metadata");
             let text = require_text(db, path, "concepts metadata")?;

@@ -19,8 +19,9 @@ use crate::db::{Database, ProjectInput, StageName, StageValue, pipeline, prompt_
 use crate::diag::Diag;
 use crate::fsutil::{self, Stat};
 use crate::key::{Hash, Input, Manifest};
+use crate::llmstage::{self, Done};
 use crate::prompt::{self, Renderer};
-use crate::spec::{Pipeline, Stage};
+use crate::spec::{Kind, Pipeline, Stage};
 use crate::store::{OutputRecord, Store};
 
 pub const STATE_DIR: &str = ".daydream";
@@ -125,6 +126,10 @@ pub struct Artifact {
     pub source: Source,
     /// False when the stage keeps the output in the store only.
     pub materialize: bool,
+    /// The provider's name of the model the task asks (prompt and response artifacts).
+    pub model: Option<Arc<str>>,
+    /// The manifest of artifacts planned outside salsa (LLM-dependent stages).
+    pub manifest: Option<Arc<Manifest>>,
 }
 
 #[derive(Clone, Debug)]
@@ -135,6 +140,14 @@ pub enum Source {
     Prompt { template: usize, combo: usize },
     /// The append-only combo registry.
     Registry,
+    /// An evaluation prompt: the template and the content hash of the response it judges.
+    EvalPrompt {
+        template: Arc<(String, Arc<str>)>,
+        response: Hash,
+        undefined: crate::prompt::Undefined,
+    },
+    /// An LLM call on the prompt with this content hash.
+    Call { prompt: Hash, prompt_path: String },
 }
 
 /// Hashes any value whose `Hash` impl is structural: the content hash of in-memory stage values.
@@ -168,6 +181,7 @@ impl StageValue {
                     .map(|t| t.as_ref().map(|t| t.keys.clone()))
                     .collect::<Vec<_>>(),
             ),
+            StageValue::Dynamic => Hash([0; 32]),
         }
     }
 }
@@ -189,8 +203,16 @@ fn table_manifest(stage: &Stage, inputs: &[(&str, Hash)]) -> Manifest {
     m
 }
 
-/// The manifest of a table artifact: the stage's parameters and its upstream values' hashes.
-pub fn artifact_manifest(stage: &Stage, value: &StageValue, which: &Source) -> Manifest {
+/// The manifest of an artifact: what `explain` prints and what its key hashes.
+pub fn artifact_manifest(stage: &Stage, value: &StageValue, a: &Artifact) -> Manifest {
+    if let Some(m) = &a.manifest {
+        return (**m).clone();
+    }
+    source_manifest(stage, value, &a.source)
+}
+
+/// The manifest of a table or prompt: the stage's parameters and its upstream values' hashes.
+fn source_manifest(stage: &Stage, value: &StageValue, which: &Source) -> Manifest {
     match (value, which) {
         (StageValue::Combos(c), Source::Registry) => {
             table_manifest(stage, &[(stage.str("concepts"), value_hash(&c.combos))])
@@ -237,11 +259,13 @@ fn artifacts(stage: &Stage, value: &StageValue) -> Vec<Artifact> {
             key: Hash([0; 32]),
             source,
             materialize: true,
+            model: None,
+            manifest: None,
         };
         if let Source::Table(_) = a.source {
             a.source = Source::Table(csv.clone());
         }
-        a.key = artifact_manifest(stage, value, &a.source).key();
+        a.key = source_manifest(stage, value, &a.source).key();
         a
     };
     match value {
@@ -270,11 +294,13 @@ fn artifacts(stage: &Stage, value: &StageValue) -> Vec<Artifact> {
                             combo: r.combo as usize,
                         },
                         materialize,
+                        model: Some(Arc::from(p.tasks.models.models[r.model as usize].model.as_str())),
+                        manifest: None,
                     }
                 })
                 .collect()
         }
-        StageValue::Concepts(_) | StageValue::Models(_) | StageValue::Templates(_) => Vec::new(),
+        StageValue::Concepts(_) | StageValue::Models(_) | StageValue::Templates(_) | StageValue::Dynamic => Vec::new(),
     }
 }
 
@@ -304,16 +330,46 @@ pub struct StageReport {
     pub computed: usize,
     /// Files that differed from what daydream last wrote (hand edits) and were restored.
     pub overwritten_edits: usize,
+    /// Tasks that failed (LLM calls that got no usable answer, or were not started).
+    pub failed: usize,
+    /// Tasks that cannot run yet: what they read is missing (a failed upstream call).
+    pub blocked: usize,
+    /// For LLM stages: what the calls to make would cost.
+    pub llm: Option<crate::calls::Estimate>,
+    pub calls: Option<crate::calls::CallsSummary>,
+    /// For LLM stages: tasks answered from the store, per model.
+    pub cached_by_model: std::collections::BTreeMap<String, usize>,
+    pub notes: Vec<String>,
+    /// The stage's artifacts, kept by a dry run (for `explain` and `status`).
+    pub artifacts: Vec<Artifact>,
 }
 
 pub struct RunOptions {
     pub targets: Vec<String>,
     pub dry_run: bool,
+    /// LLM stages whose answers are asked for again (the old ones stay in the store).
+    pub refresh: Vec<String>,
+    /// USD; overrides settings.max_cost_usd.
+    pub max_cost: Option<f64>,
+    /// Provider for every LLM stage, overriding pipeline.yaml.
+    pub provider: Option<String>,
 }
 
 pub struct RunReport {
     pub stages: Vec<StageReport>,
     pub elapsed: std::time::Duration,
+    /// Why calls were stopped (a key or credit problem, the store failing), if they were.
+    pub stopped: Option<String>,
+    /// USD spent on calls in this run (reported, or estimated from prices).
+    pub spent: f64,
+    /// The plan, kept by a dry run (stages in the order of `stages`).
+    pub plan: Option<Plan>,
+}
+
+impl RunReport {
+    pub fn failed(&self) -> usize {
+        self.stages.iter().map(|s| s.failed).sum()
+    }
 }
 
 /// Where an artifact's file stands on disk relative to its record.
@@ -381,21 +437,46 @@ struct Prepared {
     standing: Vec<(Standing, bool)>,
     /// What the store recorded of this stage's files before the run.
     records: HashMap<String, OutputRecord>,
+    /// Output hash of every known key of this stage.
+    known: HashMap<Hash, Hash>,
     /// Content of every new key.
     computed: HashMap<Hash, Arc<[u8]>>,
     /// The registry's new text, when it changes.
     registry: Option<String>,
 }
 
-fn prepare(root: &Path, store: &Store, plan: &StagePlan, dry_run: bool) -> Result<Prepared, RunError> {
-    let name = &plan.stage.name;
-    let known = store.action_outputs(name)?;
+/// Content of an output by its hash: computed in this run, or from the store.
+pub fn content_of(store: &Store, done: &HashMap<String, Done>, hash: &Hash) -> Result<Option<Arc<[u8]>>> {
+    if let Some(c) = done.values().find_map(|d| d.contents.get(hash)) {
+        return Ok(Some(c.clone()));
+    }
+    Ok(store.blob(hash)?.map(Arc::from))
+}
+
+fn prepare(
+    root: &Path,
+    store: &Store,
+    stage: &StagePlan,
+    artifacts: &[Artifact],
+    done: &HashMap<String, Done>,
+    refresh: bool,
+) -> Result<Prepared, RunError> {
+    let name = &stage.stage.name;
+    let known = if stage.stage.kind.is_llm() {
+        store.action_outputs_of_kind(llmstage::CALL_KIND)?
+    } else {
+        store.action_outputs(name)?
+    };
     let records = store.outputs_of_stage(name)?;
-    let mut standing = classify_all(root, &plan.artifacts, &known, &records);
+    let mut standing = if refresh {
+        vec![(Standing::Execute, false); artifacts.len()]
+    } else {
+        classify_all(root, artifacts, &known, &records)
+    };
     let mut computed: HashMap<Hash, Arc<[u8]>> = HashMap::new();
     let mut registry = None;
     let mut renderer: Option<Renderer> = None;
-    for (a, st) in plan.artifacts.iter().zip(standing.iter_mut()) {
+    for (a, st) in artifacts.iter().zip(standing.iter_mut()) {
         match &a.source {
             Source::Registry => {
                 let existing = match std::fs::read(root.join(&a.path)) {
@@ -409,7 +490,7 @@ fn prepare(root: &Path, store: &Store, plan: &StagePlan, dry_run: bool) -> Resul
                         .map(|b| String::from_utf8_lossy(&b).into_owned()),
                     Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", a.path)).into()),
                 };
-                let StageValue::Combos(c) = &plan.value else {
+                let StageValue::Combos(c) = &stage.value else {
                     unreachable!("registry belongs to combinations")
                 };
                 let on_disk = root.join(&a.path).is_file();
@@ -428,12 +509,14 @@ fn prepare(root: &Path, store: &Store, plan: &StagePlan, dry_run: bool) -> Resul
                     registry = new;
                 }
             }
-            _ if st.0 != Standing::Execute || dry_run || computed.contains_key(&a.key) => {}
+            _ if st.0 != Standing::Execute || computed.contains_key(&a.key) => {}
+            // calls are made by the executor, not computed here
+            Source::Call { .. } => {}
             Source::Table(csv) => {
                 computed.insert(a.key, Arc::from(csv.as_bytes()));
             }
             Source::Prompt { template, combo } => {
-                let StageValue::Prompts(p) = &plan.value else {
+                let StageValue::Prompts(p) = &stage.value else {
                     unreachable!("prompt artifact of a prompt stage")
                 };
                 let t = p.templates[*template].as_ref().expect("active template");
@@ -450,30 +533,97 @@ fn prepare(root: &Path, store: &Store, plan: &StagePlan, dry_run: bool) -> Resul
                 let text = r.render(&t.path, &t.text, prompt::concepts_value(&members))?;
                 computed.insert(a.key, Arc::from(text.into_bytes()));
             }
+            Source::EvalPrompt {
+                template,
+                response,
+                undefined,
+            } => {
+                let r = renderer.get_or_insert_with(|| Renderer::new(*undefined));
+                r.load(&template.0, &template.1)?;
+                let essay = content_of(store, done, response)?
+                    .with_context(|| format!("the store lost the response read by {}", a.path))?;
+                let essay = String::from_utf8_lossy(&essay);
+                let text = r.render(
+                    &template.0,
+                    &template.1,
+                    minijinja::context! { response => essay.as_ref() },
+                )?;
+                computed.insert(a.key, Arc::from(text.into_bytes()));
+            }
         }
     }
     Ok(Prepared {
         standing,
         records,
+        known,
         computed,
         registry,
     })
+}
+
+/// Everything a run would do, without doing it: the plan and every stage's artifacts, LLM
+/// stages included (planned from what the store holds). `explain` and `status` read this.
+pub fn survey(project: &Project, store: &mut Store, targets: &[String]) -> Result<(Plan, Vec<StageReport>), RunError> {
+    let opts = RunOptions {
+        targets: targets.to_vec(),
+        dry_run: true,
+        refresh: Vec::new(),
+        max_cost: None,
+        provider: None,
+    };
+    let mut report = run(project, store, &opts)?;
+    let plan = report.plan.take().expect("a dry run keeps its plan");
+    Ok((plan, report.stages))
 }
 
 /// Brings the planned stages up to date.
 pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<RunReport, RunError> {
     let start = Instant::now();
     let plan = project.plan(&opts.targets)?;
-    // Prepare every stage before writing anything: a bad input must leave data/ untouched.
-    let mut prepared = Vec::new();
-    for sp in &plan.stages {
-        prepared.push(prepare(&project.root, store, sp, opts.dry_run)?);
+    for r in &opts.refresh {
+        match plan.stages.iter().find(|s| &s.stage.name == r) {
+            Some(s) if s.stage.kind.is_llm() => {}
+            Some(_) => {
+                return Err(Diag::new(format!("--refresh {r}: `{r}` is not an LLM stage"))
+                    .help("--refresh re-asks the calls of a generation_response or evaluation_response stage")
+                    .into());
+            }
+            None => {
+                return Err(Diag::new(format!("--refresh {r}: no stage `{r}` in this run"))
+                    .help("name an LLM stage of the pipeline (see `daydream dag`)")
+                    .into());
+            }
+        }
     }
+    let env = llmstage::Env::load(&project.root);
+    let mut choices: HashMap<String, llmstage::Choice> = HashMap::new();
+    for sp in plan.stages.iter().filter(|s| s.stage.kind.is_llm()) {
+        choices.insert(
+            sp.stage.name.clone(),
+            llmstage::choose(&plan.pipeline, &sp.stage, opts.provider.as_deref(), &env)?,
+        );
+    }
+    // Prepare every stage that salsa planned before writing anything: a bad input must leave
+    // data/ untouched. Evaluation templates are checked too, before any call is paid for.
+    let no_done = HashMap::new();
+    let mut prepared: Vec<Option<Prepared>> = Vec::new();
+    for sp in &plan.stages {
+        let static_stage = !matches!(sp.value, StageValue::Dynamic);
+        prepared.push(if static_stage {
+            Some(prepare(&project.root, store, sp, &sp.artifacts, &no_done, false)?)
+        } else {
+            None
+        });
+    }
+    llmstage::preflight(project, &plan)?;
     let tmp = if opts.dry_run {
         PathBuf::new()
     } else {
         fsutil::reset_tmp(&project.state_dir().join("tmp"))?
     };
+    let budget = opts.max_cost.or(plan.pipeline.settings.max_cost_usd.map(|c| c.0));
+    let mut llm = crate::calls::Session::new(budget);
+    let mut done: HashMap<String, Done> = HashMap::new();
     let mut reports = Vec::new();
     for (sp, prep) in plan.stages.iter().zip(prepared) {
         let mut report = StageReport {
@@ -481,6 +631,21 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
             kind: sp.stage.kind.name(),
             summary: sp.value.summary(),
             ..Default::default()
+        };
+        let choice = choices.get(&sp.stage.name);
+        let (artifacts, prep) = match prep {
+            Some(prep) => (sp.artifacts.clone(), prep),
+            None => {
+                let (artifacts, blocked) = llmstage::plan_stage(project, &plan, &sp.stage, &done, choice)?;
+                report.blocked = blocked;
+                report.summary = match sp.stage.kind {
+                    Kind::EvaluationPrompt => format!("{} prompts", artifacts.len()),
+                    _ => format!("{} calls", artifacts.len()),
+                };
+                let refresh = opts.refresh.contains(&sp.stage.name);
+                let prep = prepare(&project.root, store, sp, &artifacts, &done, refresh)?;
+                (artifacts, prep)
+            }
         };
         for (standing, edited) in &prep.standing {
             match standing {
@@ -491,30 +656,101 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
             report.overwritten_edits += usize::from(*edited);
         }
         report.computed = prep.computed.len();
-        if !opts.dry_run {
-            write_stage(project, store, sp, &prep, &tmp)?;
+        if let Some(choice) = choice {
+            for (a, st) in artifacts.iter().zip(&prep.standing) {
+                if st.0 != Standing::Execute {
+                    *report
+                        .cached_by_model
+                        .entry(a.model.as_deref().unwrap_or("").to_owned())
+                        .or_default() += 1;
+                }
+            }
+            let pending: Vec<&Artifact> = artifacts
+                .iter()
+                .zip(&prep.standing)
+                .filter(|(_, s)| s.0 == Standing::Execute)
+                .map(|(a, _)| a)
+                .collect();
+            let calls = llm.pending_calls(store, &plan, &sp.stage, choice, &pending, &done)?;
+            report.llm = Some(llm.estimate(&calls));
+            if let Some(note) = &choice.note
+                && !calls.is_empty()
+            {
+                report.notes.push(note.clone());
+            }
+            if !opts.dry_run {
+                write_stage(project, store, sp, &artifacts, &prep, &tmp)?;
+                if !calls.is_empty() {
+                    choice.require_key()?;
+                    let summary = llm.execute(project, store, &tmp, &sp.stage, choice, calls)?;
+                    report.executed = summary.ok + summary.truncated;
+                    report.failed =
+                        summary.failed.values().sum::<usize>() + summary.not_started.values().sum::<usize>();
+                    report.calls = Some(summary);
+                }
+            }
+        } else if !opts.dry_run {
+            write_stage(project, store, sp, &artifacts, &prep, &tmp)?;
         }
+        let outputs = if sp.stage.kind.is_llm() && !opts.dry_run {
+            store.action_outputs_of_kind(llmstage::CALL_KIND)?
+        } else {
+            prep.known.clone()
+        };
+        let mut outputs: HashMap<Hash, Hash> = artifacts
+            .iter()
+            .filter_map(|a| outputs.get(&a.key).map(|o| (a.key, *o)))
+            .collect();
+        let mut contents = HashMap::new();
+        for (k, c) in prep.computed {
+            let h = Hash::of(&c);
+            outputs.insert(k, h);
+            contents.insert(h, c);
+        }
+        if opts.dry_run {
+            report.artifacts = artifacts.clone();
+        }
+        done.insert(
+            sp.stage.name.clone(),
+            Done {
+                artifacts,
+                outputs,
+                contents,
+            },
+        );
         reports.push(report);
     }
+    let stopped = llm.stopped();
+    let spent = llm.spent();
+    let plan = opts.dry_run.then_some(plan);
     Ok(RunReport {
         stages: reports,
         elapsed: start.elapsed(),
+        stopped,
+        spent,
+        plan,
     })
 }
 
-fn write_stage(project: &Project, store: &mut Store, sp: &StagePlan, prep: &Prepared, tmp: &Path) -> Result<()> {
+fn write_stage(
+    project: &Project,
+    store: &mut Store,
+    sp: &StagePlan,
+    artifacts: &[Artifact],
+    prep: &Prepared,
+    tmp: &Path,
+) -> Result<()> {
     let name = &sp.stage.name;
     // 1. New actions and their content, durably, before any file.
     let mut seen = std::collections::HashSet::new();
-    let manifests: Vec<(Manifest, Arc<[u8]>)> = sp
-        .artifacts
+    let manifests: Vec<(Manifest, Arc<[u8]>)> = artifacts
         .iter()
         .filter(|a| !matches!(a.source, Source::Registry))
         .filter_map(|a| {
             prep.computed
                 .get(&a.key)
                 .filter(|_| seen.insert(a.key))
-                .map(|c| (artifact_manifest(&sp.stage, &sp.value, &a.source), c.clone()))
+                .map(|c| (artifact_manifest(&sp.stage, &sp.value, a), c.clone()))
         })
         .collect();
     if !manifests.is_empty() {
@@ -522,9 +758,10 @@ fn write_stage(project: &Project, store: &mut Store, sp: &StagePlan, prep: &Prep
     }
     // 2. Files.
     let mut jobs: Vec<(&Artifact, Arc<[u8]>)> = Vec::new();
+    let mut sidecars: Vec<(String, Vec<u8>)> = Vec::new();
     let mut touched: Vec<&Artifact> = Vec::new();
-    let known = store.action_outputs(name)?;
-    for (a, (standing, _)) in sp.artifacts.iter().zip(&prep.standing) {
+    let known = &prep.known;
+    for (a, (standing, _)) in artifacts.iter().zip(&prep.standing) {
         if !a.materialize {
             continue;
         }
@@ -538,6 +775,8 @@ fn write_stage(project: &Project, store: &mut Store, sp: &StagePlan, prep: &Prep
                 Some(text) => Arc::from(text.as_bytes()),
                 None => continue,
             },
+            // new calls are written by the LLM executor once answered
+            (Standing::Execute, Source::Call { .. }) => continue,
             (Standing::Execute, _) => {
                 let content = prep.computed[&a.key].clone();
                 if unchanged_on_disk(&project.root, a, prep.records.get(&a.path), &content) {
@@ -554,18 +793,33 @@ fn write_stage(project: &Project, store: &mut Store, sp: &StagePlan, prep: &Prep
                 let bytes = store
                     .blob(out)?
                     .with_context(|| format!("the store lost the content of {} ({})", a.path, out.short()))?;
+                if let Source::Call { .. } = a.source
+                    && let Some(info) = store.action_info(&a.key)?
+                {
+                    let pretty = serde_json::from_str::<serde_json::Value>(&info)
+                        .and_then(|v| serde_json::to_vec_pretty(&v))
+                        .unwrap_or(info.into_bytes());
+                    sidecars.push((crate::calls::sidecar_path(&a.path), pretty));
+                }
                 Arc::from(bytes)
             }
         };
         jobs.push((a, content));
     }
     let mut records = write_files(&project.root, tmp, name, &jobs)?;
+    for (path, bytes) in sidecars {
+        fsutil::write_atomic(tmp, &project.root.join(&path), &bytes, false)?;
+    }
     for a in touched {
         let stat = fsutil::stat(&project.root.join(&a.path)).with_context(|| format!("{} vanished", a.path))?;
-        let hash = known
-            .get(&a.key)
-            .copied()
-            .unwrap_or_else(|| Hash::of(&prep.computed[&a.key]));
+        let hash = match (known.get(&a.key), prep.computed.get(&a.key)) {
+            (Some(h), _) => *h,
+            (None, Some(c)) => Hash::of(c),
+            // the registry: a ledger, recorded as it stands on disk
+            (None, None) => {
+                Hash::of(&std::fs::read(project.root.join(&a.path)).with_context(|| format!("reading {}", a.path))?)
+            }
+        };
         records.push(record(name, a, hash, stat));
     }
     if let Some(text) = &prep.registry {

@@ -21,6 +21,10 @@ pub struct Explanation {
     pub params: BTreeMap<String, String>,
     pub inputs: Vec<crate::key::Input>,
     pub output_hash: Option<Hash>,
+    /// For LLM responses: the call record (model served, tokens, cost, attempts, ...).
+    pub call: Option<serde_json::Value>,
+    /// For LLM responses: the prompt file that was sent.
+    pub prompt: Option<String>,
     pub status: Status,
 }
 
@@ -47,6 +51,8 @@ pub enum Status {
     NotBuilt,
     /// The pipeline no longer produces this file (e.g. its task is gone).
     NotInPipeline,
+    /// The last call for this task failed; the next run tries again.
+    Failed { cause: String, error: String },
 }
 
 fn normalize(project: &Project, target: &str) -> String {
@@ -62,12 +68,12 @@ fn normalize(project: &Project, target: &str) -> String {
 }
 
 /// Explains an output file, or every output of a task id.
-pub fn explain(project: &Project, store: &Store, target: &str) -> Result<Vec<Explanation>, RunError> {
-    let plan = project.plan(&[])?;
+pub fn explain(project: &Project, store: &mut Store, target: &str) -> Result<Vec<Explanation>, RunError> {
+    let (plan, stages) = crate::engine::survey(project, store, &[])?;
     let path = normalize(project, target);
     let mut planned: BTreeMap<String, (&crate::engine::StagePlan, &Artifact)> = BTreeMap::new();
-    for sp in &plan.stages {
-        for a in &sp.artifacts {
+    for (sp, report) in plan.stages.iter().zip(&stages) {
+        for a in &report.artifacts {
             if a.path == path || a.task.as_deref() == Some(target) {
                 planned.insert(a.path.clone(), (sp, a));
             }
@@ -105,7 +111,7 @@ fn explain_one(
     planned: Option<(&crate::engine::StagePlan, &Artifact)>,
     record: Option<&crate::store::OutputRecord>,
 ) -> Result<Explanation, RunError> {
-    let current: Option<Manifest> = planned.map(|(sp, a)| artifact_manifest(&sp.stage, &sp.value, &a.source));
+    let current: Option<Manifest> = planned.map(|(sp, a)| artifact_manifest(&sp.stage, &sp.value, a));
     let recorded = match record {
         Some(r) => store.action(&r.key)?,
         None => None,
@@ -122,10 +128,28 @@ fn explain_one(
     let materialized = planned.is_none_or(|(_, a)| a.materialize);
     let status = match (record, planned) {
         (None, None) => Status::NotInPipeline,
-        (None, Some((sp, a))) => match store.action_outputs(&sp.stage.name)?.contains_key(&a.key) {
-            true if !materialized => Status::Current,
-            _ => Status::NotBuilt,
-        },
+        (None, Some((sp, a))) => {
+            let known = if sp.stage.kind.is_llm() {
+                store.action(&a.key)?.is_some()
+            } else {
+                store.action_outputs(&sp.stage.name)?.contains_key(&a.key)
+            };
+            let last_call = match (&a.task, sp.stage.kind.is_llm()) {
+                (Some(t), true) => store.latest_calls(&sp.stage.name)?.remove(t),
+                _ => None,
+            };
+            match (known, last_call) {
+                (true, _) if !materialized => Status::Current,
+                (false, Some((st, rec))) if st != "ok" && st != "truncated" => {
+                    let v: serde_json::Value = serde_json::from_str(&rec).unwrap_or_default();
+                    Status::Failed {
+                        cause: v["cause"].as_str().unwrap_or(&st).to_owned(),
+                        error: v["error"].as_str().unwrap_or("").to_owned(),
+                    }
+                }
+                _ => Status::NotBuilt,
+            }
+        }
         (Some(r), planned) => {
             let on_disk = std::fs::read(&file).ok();
             match on_disk {
@@ -154,8 +178,31 @@ fn explain_one(
             }
         }
     };
-    let _ = fsutil::stat(&file);
+    // what the call was: the answer's record, or the last failed attempt's
+    let call = match planned {
+        Some((sp, a)) if sp.stage.kind.is_llm() => {
+            let key = record.map_or(a.key, |r| r.key);
+            match store.action_info(&key)? {
+                Some(info) => Some(info),
+                None => a
+                    .task
+                    .as_ref()
+                    .map(|_| store.latest_calls(&sp.stage.name))
+                    .transpose()?
+                    .and_then(|mut m| m.remove(a.task.as_deref()?))
+                    .map(|(_, r)| r),
+            }
+        }
+        _ => None,
+    }
+    .and_then(|r| serde_json::from_str(&r).ok());
+    let prompt = planned.and_then(|(_, a)| match &a.source {
+        crate::engine::Source::Call { prompt_path, .. } => Some(prompt_path.clone()),
+        _ => None,
+    });
     Ok(Explanation {
+        call,
+        prompt,
         path: path.to_owned(),
         kind: shown
             .map(|m| m.kind.clone())
@@ -201,6 +248,33 @@ impl std::fmt::Display for Explanation {
                 )?;
             }
         }
+        if let Some(p) = &self.prompt {
+            writeln!(f, "  prompt   {p}")?;
+        }
+        if let Some(c) = &self.call {
+            let num = |k: &str| c[k].as_u64().map_or("?".into(), |n| n.to_string());
+            let cost = match (c["cost_usd"].as_f64(), c["cost_estimated_usd"].as_f64()) {
+                (Some(x), _) => format!("cost ${x:.6}"),
+                (None, Some(x)) => format!("cost ~${x:.6} (from the price table)"),
+                _ => "cost unknown".into(),
+            };
+            writeln!(
+                f,
+                "  call     {} via {}, served {}, finish {}, tokens {} in, {} out, {cost}, {} attempt(s), {} ms, at {}",
+                c["model_requested"].as_str().unwrap_or("?"),
+                c["provider"].as_str().unwrap_or("?"),
+                c["model_served"].as_str().unwrap_or("?"),
+                c["finish_reason"].as_str().unwrap_or("-"),
+                num("prompt_tokens"),
+                num("completion_tokens"),
+                num("attempts"),
+                num("latency_ms"),
+                c["timestamp"].as_str().unwrap_or("?"),
+            )?;
+            if let Some(id) = c["response_id"].as_str() {
+                writeln!(f, "  response {id}")?;
+            }
+        }
         if let Some(h) = &self.output_hash {
             writeln!(f, "  output   {}", h.short())?;
         }
@@ -212,6 +286,9 @@ impl std::fmt::Display for Explanation {
             ),
             Status::NotBuilt => writeln!(f, "  status   not built yet (`daydream run` makes it)"),
             Status::NotInPipeline => writeln!(f, "  status   no longer produced by the pipeline (kept on disk)"),
+            Status::Failed { cause, error } => {
+                writeln!(f, "  status   failed: {cause} ({error}); the next run tries again")
+            }
             Status::EditedByHand {
                 file_hash,
                 recorded_hash,
@@ -249,21 +326,46 @@ pub struct StageStatus {
     pub stale: usize,
     pub missing: usize,
     pub edited: usize,
+    /// LLM tasks whose last call failed (the next run tries again).
+    pub failed: usize,
+    /// Tasks that wait for an upstream output (e.g. a failed generation).
+    pub waiting: usize,
 }
 
-pub fn status(project: &Project, store: &Store, targets: &[String]) -> Result<Vec<StageStatus>, RunError> {
-    let plan = project.plan(targets)?;
+pub fn status(project: &Project, store: &mut Store, targets: &[String]) -> Result<Vec<StageStatus>, RunError> {
+    let (plan, stages) = crate::engine::survey(project, store, targets)?;
     let mut out = Vec::new();
-    for sp in &plan.stages {
+    for (sp, report) in plan.stages.iter().zip(&stages) {
         let records = store.outputs_of_stage(&sp.stage.name)?;
-        let known = store.action_outputs(&sp.stage.name)?;
+        let llm = sp.stage.kind.is_llm();
+        let known = if llm {
+            store.action_outputs_of_kind(crate::llmstage::CALL_KIND)?
+        } else {
+            store.action_outputs(&sp.stage.name)?
+        };
+        let calls = if llm {
+            store.latest_calls(&sp.stage.name)?
+        } else {
+            Default::default()
+        };
         let mut s = StageStatus {
             stage: sp.stage.name.clone(),
             kind: sp.stage.kind.name().to_owned(),
-            summary: sp.value.summary(),
+            summary: report.summary.clone(),
+            waiting: report.blocked,
             ..Default::default()
         };
-        for a in &sp.artifacts {
+        for a in &report.artifacts {
+            if llm
+                && !known.contains_key(&a.key)
+                && a.task
+                    .as_ref()
+                    .and_then(|t| calls.get(t))
+                    .is_some_and(|(st, _)| st != "ok" && st != "truncated")
+            {
+                s.failed += 1;
+                continue;
+            }
             if !a.materialize {
                 if known.contains_key(&a.key) {
                     s.up_to_date += 1

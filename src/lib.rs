@@ -2,6 +2,7 @@
 //!
 //! See README.md, section Architecture, for how the modules fit together.
 
+pub mod calls;
 pub mod cli;
 pub mod clock;
 pub mod combos;
@@ -12,7 +13,11 @@ pub mod engine;
 pub mod explain;
 pub mod fsutil;
 pub mod key;
+pub mod llm;
+pub mod llmstage;
+pub mod local;
 pub mod models;
+pub mod progress;
 pub mod prompt;
 pub mod spec;
 pub mod store;

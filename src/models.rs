@@ -2,6 +2,7 @@
 //! rows by `for_generation` / `for_evaluation`.
 
 use crate::diag::Diag;
+use crate::spec::F64;
 use crate::table::Table;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -12,6 +13,9 @@ pub struct Model {
     pub model: String,
     pub for_generation: bool,
     pub for_evaluation: bool,
+    /// USD per million tokens (input, output), from the optional columns
+    /// `input_usd_per_mtok` and `output_usd_per_mtok`.
+    pub price: Option<(F64, F64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -27,6 +31,15 @@ impl Models {
 
     pub fn evaluation(&self) -> impl Iterator<Item = (usize, &Model)> {
         self.models.iter().enumerate().filter(|(_, m)| m.for_evaluation)
+    }
+
+    /// The price of a model by its API name.
+    pub fn price_of(&self, api_name: &str) -> Option<(f64, f64)> {
+        self.models
+            .iter()
+            .find(|m| m.model == api_name)
+            .and_then(|m| m.price)
+            .map(|(i, o)| (i.0, o.0))
     }
 
     pub fn summary(&self) -> String {
@@ -47,6 +60,7 @@ pub fn load(path: &str, text: &str) -> Result<Models, Diag> {
         t.require("for_evaluation")?,
     );
     let (gen_flags, eval_flags) = (t.bool_column(fg), t.bool_column(fe));
+    let (pin, pout) = (t.column("input_usd_per_mtok"), t.column("output_usd_per_mtok"));
     let mut models: Vec<Model> = Vec::new();
     for (i, row) in t.rows.iter().enumerate() {
         let m = Model {
@@ -54,7 +68,33 @@ pub fn load(path: &str, text: &str) -> Result<Models, Diag> {
             model: t.get(row, model).trim().to_owned(),
             for_generation: gen_flags[i],
             for_evaluation: eval_flags[i],
+            price: None,
         };
+        let mut m = m;
+        if let (Some(pi), Some(po)) = (pin, pout) {
+            let parse = |c: usize| -> Result<Option<f64>, Diag> {
+                let v = t.get(row, c).trim();
+                if v.is_empty() {
+                    return Ok(None);
+                }
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x >= 0.0)
+                    .map(Some)
+                    .ok_or_else(|| {
+                        Diag::new(format!(
+                            "`{}` of model `{}` in {path} line {} is `{v}`, not a price",
+                            t.headers[c], m.id, row.line
+                        ))
+                        .in_file(path)
+                        .at(Some(text), row.line, 1)
+                        .help("prices are USD per million tokens, e.g. 0.30; leave the cell empty when unknown")
+                    })
+            };
+            if let (Some(i), Some(o)) = (parse(pi)?, parse(po)?) {
+                m.price = Some((F64(i), F64(o)));
+            }
+        }
         if (m.for_generation || m.for_evaluation) && m.model.is_empty() {
             return Err(Diag::new(format!(
                 "model `{}` in {path} line {} is selected but has no `model` name",

@@ -23,9 +23,12 @@ pub enum Kind {
     GenerationTasks,
     EvaluationTasks,
     GenerationPrompt,
+    GenerationResponse,
+    EvaluationPrompt,
+    EvaluationResponse,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum FieldType {
     /// An input file that must exist.
     File,
@@ -38,10 +41,17 @@ pub enum FieldType {
     Int {
         min: i64,
     },
+    /// A number in an inclusive range.
+    Float {
+        min: f64,
+        max: f64,
+    },
     Bool,
     Choice(&'static [&'static str]),
     /// The name of another stage, of one of these kinds.
     Ref(&'static [Kind]),
+    /// The name of a provider declared under `providers:`, or `auto`.
+    Provider,
 }
 
 pub struct FieldSpec {
@@ -80,6 +90,9 @@ impl Kind {
         Kind::GenerationTasks,
         Kind::EvaluationTasks,
         Kind::GenerationPrompt,
+        Kind::GenerationResponse,
+        Kind::EvaluationPrompt,
+        Kind::EvaluationResponse,
     ];
 
     pub fn name(self) -> &'static str {
@@ -91,7 +104,15 @@ impl Kind {
             Kind::GenerationTasks => "generation_tasks",
             Kind::EvaluationTasks => "evaluation_tasks",
             Kind::GenerationPrompt => "generation_prompt",
+            Kind::GenerationResponse => "generation_response",
+            Kind::EvaluationPrompt => "evaluation_prompt",
+            Kind::EvaluationResponse => "evaluation_response",
         }
+    }
+
+    /// Whether the stage calls an LLM.
+    pub fn is_llm(self) -> bool {
+        matches!(self, Kind::GenerationResponse | Kind::EvaluationResponse)
     }
 
     pub fn from_name(name: &str) -> Option<Kind> {
@@ -107,6 +128,9 @@ impl Kind {
             Kind::GenerationTasks => GENERATION_TASKS_FIELDS,
             Kind::EvaluationTasks => EVALUATION_TASKS_FIELDS,
             Kind::GenerationPrompt => GENERATION_PROMPT_FIELDS,
+            Kind::GenerationResponse => GENERATION_RESPONSE_FIELDS,
+            Kind::EvaluationPrompt => EVALUATION_PROMPT_FIELDS,
+            Kind::EvaluationResponse => EVALUATION_RESPONSE_FIELDS,
         }
     }
 }
@@ -189,6 +213,104 @@ const GENERATION_PROMPT_FIELDS: &[FieldSpec] = &[
     ),
 ];
 
+const LLM_FIELDS_DOC: &str = "provider to call: a name under `providers:`, or `auto` (see settings.provider)";
+
+const GENERATION_RESPONSE_FIELDS: &[FieldSpec] = &[
+    req("prompts", Ref(&[Kind::GenerationPrompt]), "the generation prompt stage"),
+    req(
+        "output",
+        OutputPattern,
+        "one response per task, e.g. data/3_generation/generation_responses/{id}.txt",
+    ),
+    opt("provider", Provider, "auto", LLM_FIELDS_DOC),
+    opt(
+        "temperature",
+        Float { min: 0.0, max: 2.0 },
+        "0.7",
+        "sampling temperature sent with every call",
+    ),
+    opt("max_tokens", Int { min: 1 }, "8192", "max_tokens sent with every call"),
+    opt(
+        "replicates",
+        Int { min: 1 },
+        "1",
+        "independent samples per task (ids get _run01, _run02, ...)",
+    ),
+    opt(
+        "on_truncation",
+        Choice(&["keep", "fail"]),
+        "keep",
+        "a response cut at max_tokens: keep it (flagged truncated) or count it as failed",
+    ),
+];
+
+const EVALUATION_PROMPT_FIELDS: &[FieldSpec] = &[
+    req("tasks", Ref(&[Kind::EvaluationTasks]), "the evaluation tasks stage"),
+    req(
+        "responses",
+        Ref(&[Kind::GenerationResponse]),
+        "the generation response stage whose essays are judged",
+    ),
+    req(
+        "output",
+        OutputPattern,
+        "one file per task, e.g. data/4_evaluation/evaluation_prompts/{id}.txt",
+    ),
+    opt(
+        "undefined",
+        Choice(&["strict", "lenient"]),
+        "strict",
+        "undefined template variables: error, or empty as the seed",
+    ),
+    opt(
+        "materialize",
+        Bool,
+        "true",
+        "write the prompt files (false: keep them in the store only)",
+    ),
+];
+
+const EVALUATION_RESPONSE_FIELDS: &[FieldSpec] = &[
+    req("prompts", Ref(&[Kind::EvaluationPrompt]), "the evaluation prompt stage"),
+    req(
+        "output",
+        OutputPattern,
+        "one response per task, e.g. data/4_evaluation/evaluation_responses/{id}.txt",
+    ),
+    opt("provider", Provider, "auto", LLM_FIELDS_DOC),
+    opt(
+        "temperature",
+        Float { min: 0.0, max: 2.0 },
+        "0.7",
+        "sampling temperature sent with every call",
+    ),
+    opt("max_tokens", Int { min: 1 }, "8192", "max_tokens sent with every call"),
+    opt(
+        "replicates",
+        Int { min: 1 },
+        "1",
+        "independent samples per task (ids get _run01, _run02, ...)",
+    ),
+    opt(
+        "on_truncation",
+        Choice(&["keep", "fail"]),
+        "keep",
+        "a response cut at max_tokens: keep it (flagged truncated) or count it as failed",
+    ),
+];
+
+/// A float that can live in hashed, compared values (compared by bits).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct F64(pub f64);
+
+impl Eq for F64 {}
+
+impl std::hash::Hash for F64 {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state);
+    }
+}
+
 /// A position in pipeline.yaml.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Loc {
@@ -200,6 +322,7 @@ pub struct Loc {
 pub enum Value {
     Str(String),
     Int(i64),
+    Float(F64),
     Bool(bool),
 }
 
@@ -208,6 +331,7 @@ impl std::fmt::Display for Value {
         match self {
             Value::Str(s) => f.write_str(s),
             Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{}", x.0),
             Value::Bool(b) => write!(f, "{b}"),
         }
     }
@@ -240,6 +364,14 @@ impl Stage {
         match self.fields[field].value {
             Value::Int(i) => i,
             ref other => panic!("field {field} of {} is {other:?}, validated as an integer", self.name),
+        }
+    }
+
+    pub fn float(&self, field: &str) -> f64 {
+        match self.fields[field].value {
+            Value::Float(x) => x.0,
+            Value::Int(i) => i as f64,
+            ref other => panic!("field {field} of {} is {other:?}, validated as a number", self.name),
         }
     }
 
@@ -282,6 +414,8 @@ impl Stage {
 pub struct Pipeline {
     pub file: String,
     pub source: String,
+    pub settings: Settings,
+    pub providers: Vec<Provider>,
     /// In dependency order: every stage comes after the stages it reads.
     pub stages: Vec<Stage>,
 }
@@ -330,6 +464,10 @@ impl Pipeline {
 struct RawPipeline {
     #[serde(default)]
     version: Option<Spanned<u32>>,
+    #[serde(default)]
+    settings: Option<Spanned<RawSettings>>,
+    #[serde(default)]
+    providers: IndexMap<Spanned<String>, Spanned<RawProvider>>,
     stages: Spanned<IndexMap<Spanned<String>, RawStage>>,
 }
 
@@ -341,12 +479,96 @@ type RawStage = Spanned<IndexMap<Spanned<String>, Spanned<RawValue>>>;
 enum RawValue {
     Bool(bool),
     Int(i64),
+    Float(f64),
     Str(String),
     /// Anything else (a float, a list, a map): rejected where a field expects a scalar.
     Other(#[allow(dead_code)] serde::de::IgnoredAny),
 }
 
-const TOP_KEYS: &[&str] = &["version", "stages"];
+const TOP_KEYS: &[&str] = &["version", "settings", "providers", "stages"];
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    #[serde(default)]
+    provider: Option<Spanned<String>>,
+    #[serde(default)]
+    max_cost_usd: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    api_key_env: Option<String>,
+    #[serde(default)]
+    headers: IndexMap<String, String>,
+    #[serde(default)]
+    max_in_flight: Option<usize>,
+    #[serde(default)]
+    model_max_in_flight: Option<usize>,
+    #[serde(default)]
+    requests_per_minute: Option<u32>,
+    #[serde(default)]
+    free_requests_per_minute: Option<u32>,
+    #[serde(default)]
+    timeout_s: Option<f64>,
+    #[serde(default)]
+    max_attempts: Option<u32>,
+    #[serde(default)]
+    max_retry_time_s: Option<f64>,
+    #[serde(default)]
+    backoff_base_ms: Option<u64>,
+    #[serde(default)]
+    backoff_max_s: Option<f64>,
+    #[serde(default)]
+    max_tokens_cap: Option<u64>,
+    #[serde(default)]
+    empty_retries: Option<u32>,
+}
+
+/// An OpenAI-compatible endpoint (or the local model daydream starts), as declared.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Provider {
+    pub name: String,
+    /// The local llama.cpp server daydream starts and stops itself.
+    pub local: bool,
+    pub base_url: String,
+    pub api_key_env: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub max_in_flight: usize,
+    pub model_max_in_flight: Option<usize>,
+    pub requests_per_minute: Option<u32>,
+    /// Requests per minute for each `:free` model variant.
+    pub free_requests_per_minute: u32,
+    pub timeout_s: F64,
+    pub max_attempts: u32,
+    pub max_retry_time_s: F64,
+    pub backoff_base_ms: u64,
+    pub backoff_max_s: F64,
+    /// Caps every stage's max_tokens (the local profile keeps the offline run short).
+    pub max_tokens_cap: Option<u64>,
+    pub empty_retries: u32,
+    pub loc: Loc,
+}
+
+impl Provider {
+    /// The environment variable that overrides the base URL: `<NAME>_BASE_URL`.
+    pub fn base_url_env(&self) -> String {
+        format!("{}_BASE_URL", self.name.to_ascii_uppercase().replace('-', "_"))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Settings {
+    /// `auto` or a provider name: the provider of LLM stages that say `provider: auto`.
+    pub provider: String,
+    pub max_cost_usd: Option<F64>,
+}
 
 fn loc(l: &serde_saphyr::Location) -> Loc {
     Loc {
@@ -362,8 +584,31 @@ pub fn parse(exists: &dyn Fn(&str) -> bool, file: &str, source: &str) -> Result<
     let mut p = Pipeline {
         file: file.to_owned(),
         source: source.to_owned(),
+        settings: Settings {
+            provider: "auto".into(),
+            max_cost_usd: None,
+        },
+        providers: Vec::new(),
         stages: Vec::new(),
     };
+    for (name, raw) in &raw.providers {
+        p.providers.push(convert_provider(&p, name, raw)?);
+    }
+    if let Some(settings) = &raw.settings {
+        if let Some(prov) = &settings.value.provider {
+            check_provider_name(&p, &prov.value, loc(&prov.referenced), "settings.provider")?;
+            p.settings.provider = prov.value.clone();
+        }
+        if let Some(c) = &settings.value.max_cost_usd {
+            if !(c.value.is_finite() && c.value >= 0.0) {
+                return Err(p.diag(
+                    "settings.max_cost_usd must be a number of dollars, at least 0",
+                    loc(&c.referenced),
+                ));
+            }
+            p.settings.max_cost_usd = Some(F64(c.value));
+        }
+    }
     if let Some(v) = &raw.version
         && v.value != 1
     {
@@ -428,6 +673,16 @@ pub fn parse(exists: &dyn Fn(&str) -> bool, file: &str, source: &str) -> Result<
                     s.fields[spec.name].loc,
                 ));
             }
+        }
+    }
+    for s in &declared {
+        if let Some(f) = s.fields.get("provider") {
+            check_provider_name(
+                &p,
+                s.str("provider"),
+                f.loc,
+                &format!("`provider` of stage `{}`", s.name),
+            )?;
         }
     }
     p.stages = declared;
@@ -519,6 +774,7 @@ fn parse_stage(
         };
         let value = match spec.ty {
             FieldType::Int { .. } => Value::Int(default.parse().expect("integer default")),
+            FieldType::Float { .. } => Value::Float(F64(default.parse().expect("float default"))),
             FieldType::Bool => Value::Bool(default == "true"),
             _ => Value::Str(default.to_owned()),
         };
@@ -549,6 +805,15 @@ fn convert(
             RawValue::Int(i) if *i >= min => Value::Int(*i),
             RawValue::Int(_) => return Err(wrong(&format!("an integer of at least {min}"))),
             _ => return Err(wrong("an integer")),
+        },
+        FieldType::Float { min, max } => match raw {
+            RawValue::Int(i) if (min..=max).contains(&(*i as f64)) => Value::Float(F64(*i as f64)),
+            RawValue::Float(x) if (min..=max).contains(x) => Value::Float(F64(*x)),
+            _ => return Err(wrong(&format!("a number from {min} to {max}"))),
+        },
+        FieldType::Provider => match raw {
+            RawValue::Str(s) => Value::Str(s.clone()),
+            _ => return Err(wrong("a provider name")),
         },
         FieldType::Bool => match raw {
             RawValue::Bool(b) => Value::Bool(*b),
@@ -700,6 +965,88 @@ fn check_outputs(p: &Pipeline) -> Result<(), Diag> {
     Ok(())
 }
 
+fn check_provider_name(p: &Pipeline, name: &str, at: Loc, what: &str) -> Result<(), Diag> {
+    if name == "auto" || p.providers.iter().any(|x| x.name == name) {
+        return Ok(());
+    }
+    let names: Vec<&str> = p.providers.iter().map(|x| x.name.as_str()).chain(["auto"]).collect();
+    let d = p.diag(
+        format!("{what} names `{name}`, which is not a provider declared under `providers:`"),
+        at,
+    );
+    Err(match nearest(name, names.iter().copied()) {
+        Some(n) => d.help(format!("did you mean `{n}`?")),
+        None => d.help(format!("the providers are: {}", names.join(", "))),
+    })
+}
+
+fn convert_provider(p: &Pipeline, name: &Spanned<String>, raw: &Spanned<RawProvider>) -> Result<Provider, Diag> {
+    let at = loc(&name.referenced);
+    let r = &raw.value;
+    let local = match r.kind.as_deref() {
+        None | Some("openai") => false,
+        Some("local") => true,
+        Some(other) => {
+            return Err(p
+                .diag(format!("provider `{}` has kind `{other}`", name.value), at)
+                .help("a provider's kind is `openai` (an OpenAI-compatible URL, the default) or `local` (daydream starts a local model)"));
+        }
+    };
+    let base_url = r.base_url.clone().unwrap_or_default();
+    let is_url = base_url.starts_with("http://") || base_url.starts_with("https://");
+    if !local && !is_url {
+        return Err(p
+            .diag(
+                format!(
+                    "provider `{}` needs a `base_url` starting with http:// or https://",
+                    name.value
+                ),
+                at,
+            )
+            .help("for example base_url: https://openrouter.ai/api/v1"));
+    }
+    let positive = |v: Option<f64>, field: &str, default: f64| -> Result<F64, Diag> {
+        let x = v.unwrap_or(default);
+        if x.is_finite() && x > 0.0 {
+            Ok(F64(x))
+        } else {
+            Err(p.diag(
+                format!("`{field}` of provider `{}` must be a positive number", name.value),
+                at,
+            ))
+        }
+    };
+    let in_flight = r.max_in_flight.unwrap_or(if local { 1 } else { 16 });
+    if in_flight == 0 || r.model_max_in_flight == Some(0) || r.max_attempts == Some(0) {
+        return Err(p.diag(
+            format!(
+                "provider `{}`: max_in_flight, model_max_in_flight and max_attempts must be at least 1",
+                name.value
+            ),
+            at,
+        ));
+    }
+    Ok(Provider {
+        name: name.value.clone(),
+        local,
+        base_url,
+        api_key_env: r.api_key_env.clone(),
+        headers: r.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        max_in_flight: in_flight,
+        model_max_in_flight: r.model_max_in_flight,
+        requests_per_minute: r.requests_per_minute,
+        free_requests_per_minute: r.free_requests_per_minute.unwrap_or(20),
+        timeout_s: positive(r.timeout_s, "timeout_s", 600.0)?,
+        max_attempts: r.max_attempts.unwrap_or(5),
+        max_retry_time_s: positive(r.max_retry_time_s, "max_retry_time_s", 900.0)?,
+        backoff_base_ms: r.backoff_base_ms.unwrap_or(2000),
+        backoff_max_s: positive(r.backoff_max_s, "backoff_max_s", 60.0)?,
+        max_tokens_cap: r.max_tokens_cap,
+        empty_retries: r.empty_retries.unwrap_or(2),
+        loc: at,
+    })
+}
+
 fn yaml_diag(file: &str, source: &str, e: &serde_saphyr::Error) -> Diag {
     let text = e.to_string();
     // serde-saphyr appends its own rendering of the location; keep only the first line of the message.
@@ -720,9 +1067,19 @@ fn yaml_diag(file: &str, source: &str, e: &serde_saphyr::Error) -> Diag {
         d = d.at(Some(source), l.line() as u32, l.column() as u32);
     }
     if let Some(field) = first.split('`').nth(1).filter(|_| first.contains("unknown field")) {
-        d = match nearest(field, TOP_KEYS.iter().copied()) {
+        // serde says "expected one of a, b, c" (or "expected `a`"): suggest the nearest
+        let expected: Vec<String> = first
+            .split_once("expected ")
+            .map(|(_, rest)| {
+                rest.trim_start_matches("one of ")
+                    .split(", ")
+                    .map(|w| w.trim_matches('`').to_owned())
+                    .collect()
+            })
+            .unwrap_or_else(|| TOP_KEYS.iter().map(|s| s.to_string()).collect());
+        d = match nearest(field, expected.iter().map(String::as_str)) {
             Some(n) => d.help(format!("did you mean `{n}`?")),
-            None => d.help(format!("the top-level keys are: {}", TOP_KEYS.join(", "))),
+            None => d.help(format!("the valid keys here are: {}", expected.join(", "))),
         };
     }
     d

@@ -30,6 +30,19 @@ pub struct ActionRecord {
     pub created_at: String,
 }
 
+/// One finished LLM call, as the executor hands it to the store.
+pub struct CallRow {
+    pub key: Hash,
+    pub stage: String,
+    pub task: String,
+    pub status: String,
+    pub manifest: Manifest,
+    /// The response text, for a call that counts as answered (ok, or truncated when kept).
+    pub response: Option<String>,
+    /// The call record (JSON), kept with the action and written as the sidecar.
+    pub record: String,
+}
+
 /// What the store knows about one file it wrote under the project.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutputRecord {
@@ -65,8 +78,26 @@ impl Store {
                 kind TEXT NOT NULL,
                 manifest TEXT NOT NULL,
                 output BLOB NOT NULL,
-                created_at TEXT NOT NULL);
+                created_at TEXT NOT NULL,
+                info TEXT);
              CREATE INDEX IF NOT EXISTS actions_stage ON actions(stage);
+             CREATE INDEX IF NOT EXISTS actions_kind ON actions(kind);
+             CREATE TABLE IF NOT EXISTS calls(
+                id INTEGER PRIMARY KEY,
+                key BLOB NOT NULL,
+                stage TEXT NOT NULL,
+                task TEXT NOT NULL,
+                status TEXT NOT NULL,
+                record TEXT NOT NULL,
+                created_at TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS calls_key ON calls(key);
+             CREATE INDEX IF NOT EXISTS calls_stage ON calls(stage, task);
+             CREATE TABLE IF NOT EXISTS superseded(
+                key BLOB NOT NULL,
+                output BLOB NOT NULL,
+                info TEXT,
+                created_at TEXT NOT NULL,
+                superseded_at TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS outputs(
                 path TEXT PRIMARY KEY,
                 stage TEXT NOT NULL,
@@ -176,6 +207,85 @@ impl Store {
         Ok(())
     }
 
+    /// Output hash of every action of one kind (across stages: an LLM answer is reused wherever
+    /// the same call is asked for), by key.
+    pub fn action_outputs_of_kind(&self, kind: &str) -> Result<HashMap<Hash, Hash>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT key, output FROM actions WHERE kind=?1")?;
+        let rows = st.query_map([kind], |r| Ok((hash_col(r, 0)?, hash_col(r, 1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The call record kept with an LLM action.
+    pub fn action_info(&self, key: &Hash) -> Result<Option<String>> {
+        let mut st = self.conn.prepare_cached("SELECT info FROM actions WHERE key=?1")?;
+        Ok(st
+            .query_row([&key.0[..]], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten())
+    }
+
+    /// Records finished calls in one transaction (one fsync): every call in `calls`, and each
+    /// answer as a blob and an action. An answer that replaces another (`--refresh`) keeps the
+    /// old one in `superseded`.
+    pub fn put_calls(&mut self, rows: &[CallRow]) -> Result<()> {
+        let now = crate::clock::now_utc();
+        let tx = self.conn.transaction()?;
+        {
+            let mut call = tx.prepare_cached(
+                "INSERT INTO calls(key, stage, task, status, record, created_at) VALUES(?1,?2,?3,?4,?5,?6)",
+            )?;
+            let mut blob = tx.prepare_cached("INSERT OR IGNORE INTO blobs(hash, data) VALUES(?1, ?2)")?;
+            let mut keep = tx.prepare_cached(
+                "INSERT INTO superseded(key, output, info, created_at, superseded_at)
+                 SELECT key, output, info, created_at, ?2 FROM actions WHERE key=?1 AND output<>?3",
+            )?;
+            let mut act = tx.prepare_cached(
+                "INSERT OR REPLACE INTO actions(key, stage, kind, manifest, output, created_at, info) VALUES(?1,?2,?3,?4,?5,?6,?7)",
+            )?;
+            for r in rows {
+                call.execute(params![&r.key.0[..], r.stage, r.task, r.status, r.record, now])?;
+                if let Some(text) = &r.response {
+                    let out = Hash::of(text.as_bytes());
+                    blob.execute(params![&out.0[..], text.as_bytes()])?;
+                    keep.execute(params![&r.key.0[..], now, &out.0[..]])?;
+                    act.execute(params![
+                        &r.key.0[..],
+                        r.stage,
+                        r.manifest.kind,
+                        r.manifest.to_json(),
+                        &out.0[..],
+                        now,
+                        r.record
+                    ])?;
+                }
+            }
+        }
+        tx.commit().context("committing LLM responses to the store")?;
+        Ok(())
+    }
+
+    /// The latest call record of every task of a stage: (status, record JSON).
+    pub fn latest_calls(&self, stage: &str) -> Result<HashMap<String, (String, String)>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT task, status, record FROM calls WHERE stage=?1 ORDER BY id")?;
+        let rows = st.query_map([stage], |r| {
+            Ok((r.get::<_, String>(0)?, (r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every call record of a task, oldest first.
+    pub fn calls_of_task(&self, task: &str) -> Result<Vec<(String, String, String)>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT stage, status, record FROM calls WHERE task=?1 ORDER BY id")?;
+        let rows = st.query_map([task], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     pub fn outputs_of_stage(&self, stage: &str) -> Result<HashMap<String, OutputRecord>> {
         let mut st = self
             .conn
@@ -242,6 +352,7 @@ impl Store {
             }
         }
         tx.execute("DELETE FROM actions WHERE stage=?1", [stage])?;
+        tx.execute("DELETE FROM calls WHERE stage=?1", [stage])?;
         tx.commit()?;
         Ok(paths)
     }
@@ -250,7 +361,8 @@ impl Store {
     pub fn collect_garbage(&mut self) -> Result<usize> {
         let n = self
             .conn
-            .execute("DELETE FROM blobs WHERE hash NOT IN (SELECT output FROM actions) AND hash NOT IN (SELECT hash FROM outputs)", [])?;
+            .execute("DELETE FROM blobs WHERE hash NOT IN (SELECT output FROM actions) AND hash NOT IN (SELECT hash FROM outputs) \
+             AND hash NOT IN (SELECT output FROM superseded)", [])?;
         Ok(n)
     }
 }

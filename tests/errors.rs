@@ -39,7 +39,7 @@ fn config_error(break_it: impl FnOnce(&Space), expected: &[&str]) -> String {
 fn malformed_yaml() {
     config_error(
         |s| s.edit("pipeline.yaml", "    k_max: 4", "    k_max: [4"),
-        &["error: pipeline.yaml:", "--> pipeline.yaml:29:"],
+        &["error: pipeline.yaml:", "--> pipeline.yaml:55:"],
     );
 }
 
@@ -49,9 +49,9 @@ fn unknown_key_suggests_the_nearest() {
     assert_eq!(
         err,
         "error: unknown key `kmax` in stage `content_combinations` (kind `combinations`)
-  --> pipeline.yaml:28:5
+  --> pipeline.yaml:54:5
    |
-28 |     kmax: 4
+54 |     kmax: 4
    |     ^^^^^
   = help: did you mean `k_max`?
 "
@@ -72,7 +72,7 @@ fn unknown_stage_kind() {
         |s| s.edit("pipeline.yaml", "kind: combinations", "kind: combination"),
         &[
             "unknown stage kind `combination` in stage `content_combinations`",
-            "pipeline.yaml:26:11",
+            "pipeline.yaml:52:11",
             "did you mean `combinations`?",
         ],
     );
@@ -90,7 +90,7 @@ fn reference_to_a_missing_stage() {
         },
         &[
             "stage `generation_tasks` reads `combinations: content_combination`, but there is no stage named `content_combination`",
-            "pipeline.yaml:35:19",
+            "pipeline.yaml:61:19",
             "did you mean `content_combinations`?",
         ],
     );
@@ -124,7 +124,7 @@ fn a_cycle_is_printed_as_its_path() {
         },
         &[
             "the stages form a cycle: content_combinations -> generation_tasks -> content_combinations",
-            "pipeline.yaml:35:19",
+            "pipeline.yaml:61:19",
         ],
     );
 }
@@ -135,7 +135,7 @@ fn a_missing_input_file() {
         |s| std::fs::remove_file(s.path("data/1_raw/llm_models.csv")).unwrap(),
         &[
             "input file `data/1_raw/llm_models.csv` of stage `llm_models` does not exist",
-            "pipeline.yaml:13:10",
+            "pipeline.yaml:39:10",
         ],
     );
 }
@@ -217,7 +217,7 @@ fn k_max_larger_than_the_active_concepts() {
         |s| s.edit("pipeline.yaml", "k_max: 4", "k_max: 6"),
         &[
             "k_max is 6 but only 5 concepts are active in data/1_raw/concepts/concepts_metadata.csv",
-            "pipeline.yaml:28:12",
+            "pipeline.yaml:54:12",
             "lower k_max to at most 5",
         ],
     );

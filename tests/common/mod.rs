@@ -5,8 +5,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod mock;
+
 pub struct Space {
     pub dir: tempfile::TempDir,
+    /// Environment for every command (the caller's LLM settings are removed first).
+    pub env: std::cell::RefCell<Vec<(String, String)>>,
 }
 
 pub fn repo() -> PathBuf {
@@ -36,16 +40,44 @@ impl Space {
     pub fn empty() -> Space {
         Space {
             dir: tempfile::tempdir().unwrap(),
+            env: Default::default(),
         }
     }
 
-    /// The shipped project: pipeline.yaml, data/1_raw and templates/ of this repository.
+    /// The shipped project up to the prompts: pipeline.yaml without its LLM stages, data/1_raw
+    /// and templates/ of this repository.
     pub fn shipped() -> Space {
+        let s = Space::shipped_with_llm();
+        let yaml = s.read("pipeline.yaml");
+        let cut = yaml
+            .find("\n  generation_response:")
+            .expect("the shipped pipeline has LLM stages");
+        s.write("pipeline.yaml", &format!("{}\n", &yaml[..cut]));
+        s
+    }
+
+    /// The whole shipped project, LLM stages included.
+    pub fn shipped_with_llm() -> Space {
         let s = Space::empty();
         std::fs::copy(repo().join("pipeline.yaml"), s.path("pipeline.yaml")).unwrap();
         copy_dir(&repo().join("data/1_raw"), &s.path("data/1_raw"));
         copy_dir(&repo().join("templates"), &s.path("templates"));
         s
+    }
+
+    /// Points the shipped `openrouter` provider at a mock server, with a test key and fast retries.
+    pub fn use_mock(&self, base_url: &str) {
+        self.set_env("OPENROUTER_BASE_URL", base_url);
+        self.set_env("OPENROUTER_API_KEY", "sk-test-SECRET-0123456789");
+        self.edit(
+            "pipeline.yaml",
+            "    timeout_s: 600\n",
+            "    timeout_s: 2\n    backoff_base_ms: 20\n    backoff_max_s: 0.2\n",
+        );
+    }
+
+    pub fn set_env(&self, k: &str, v: &str) {
+        self.env.borrow_mut().push((k.to_owned(), v.to_owned()));
     }
 
     pub fn copy_in(&self, from: &Path, rel: &str) {
@@ -76,6 +108,17 @@ impl Space {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_daydream"));
         c.arg("-C").arg(self.dir.path()).args(args);
+        for var in [
+            "OPENROUTER_API_KEY",
+            "OPENROUTER_BASE_URL",
+            "LOCAL_BASE_URL",
+            "DAYDREAM_PROVIDER",
+        ] {
+            c.env_remove(var);
+        }
+        for (k, v) in self.env.borrow().iter() {
+            c.env(k, v);
+        }
         c
     }
 

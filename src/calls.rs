@@ -1,0 +1,740 @@
+//! The LLM executor: makes the calls of one stage concurrently within the run's limits, and
+//! records every outcome durably before anything else happens to it.
+//!
+//! Calls run on tokio. Finished calls go over a channel to one writer thread that owns the store:
+//! results landing within a few milliseconds share one transaction and one fsync (group commit).
+//! Only after that commit are the `.txt` and sidecar `.json` files written, by a second thread,
+//! whose records come back to the writer. A `kill -9` therefore loses at most the calls in flight.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::fsutil;
+use crate::key::{Hash, Manifest};
+use crate::llm::{self, CallSpec, Cause, Endpoint, Gate, Limiter, Outcome};
+use crate::progress::Progress;
+use crate::store::{CallRow, OutputRecord, Store};
+
+/// A call to make.
+#[derive(Clone, Debug)]
+pub struct PendingCall {
+    pub task: String,
+    pub key: Hash,
+    pub manifest: Manifest,
+    pub spec: CallSpec,
+    pub path: String,
+    pub materialize: bool,
+    /// USD per million tokens (input, output), when known.
+    pub price: Option<(f64, f64)>,
+}
+
+impl PendingCall {
+    /// The most this call can cost: its prompt at ~4 characters a token, and max_tokens out.
+    pub fn worst_cost(&self) -> Option<f64> {
+        self.price
+            .map(|(i, o)| (estimate_tokens(&self.spec.prompt) as f64 * i + self.spec.max_tokens as f64 * o) / 1e6)
+    }
+}
+
+pub fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+/// The sidecar written beside a response and kept in the store: what was asked, what came back.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct CallRecord {
+    pub task: String,
+    pub stage: String,
+    pub provider: String,
+    pub model_requested: String,
+    pub model_served: Option<String>,
+    pub response_id: Option<String>,
+    pub finish_reason: Option<String>,
+    pub status: String,
+    pub cause: Option<Cause>,
+    pub error: Option<String>,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    /// As reported by the provider.
+    pub cost_usd: Option<f64>,
+    /// From the price table, when the provider reports none.
+    pub cost_estimated_usd: Option<f64>,
+    pub temperature: f64,
+    pub max_tokens: u64,
+    pub latency_ms: u64,
+    pub attempts: u32,
+    pub timestamp: String,
+    pub key: Hash,
+}
+
+/// Run-wide limits shared by every LLM stage of a run.
+pub struct RunLimits {
+    in_flight: Arc<Semaphore>,
+    model_in_flight: Option<usize>,
+    model_sems: Mutex<HashMap<String, Arc<Semaphore>>>,
+    provider_pace: Option<Pacer>,
+    free_rpm: u32,
+    model_pace: Mutex<HashMap<String, Arc<Pacer>>>,
+    stopped: Mutex<Option<String>>,
+    stop_flag: AtomicBool,
+    stopped_models: Mutex<HashMap<String, (Cause, String)>>,
+    budget: Option<f64>,
+    money: Arc<Mutex<Money>>,
+}
+
+/// Spent and reserved dollars, shared by every provider of a run.
+#[derive(Default)]
+pub struct Money {
+    spent: f64,
+    reserved: f64,
+}
+
+/// Spaces requests evenly: at most `per_minute`, no bursts.
+struct Pacer {
+    interval: Duration,
+    next: Mutex<Instant>,
+}
+
+impl Pacer {
+    fn new(per_minute: u32) -> Pacer {
+        Pacer {
+            interval: Duration::from_secs_f64(60.0 / f64::from(per_minute.max(1))),
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    async fn wait(&self) {
+        let at = {
+            let mut next = self.next.lock().expect("pacer lock");
+            let now = Instant::now();
+            let at = (*next).max(now);
+            *next = at + self.interval;
+            at
+        };
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+impl RunLimits {
+    pub fn new(p: &crate::spec::Provider, budget: Option<f64>, money: Arc<Mutex<Money>>) -> RunLimits {
+        RunLimits {
+            in_flight: Arc::new(Semaphore::new(p.max_in_flight)),
+            model_in_flight: p.model_max_in_flight,
+            model_sems: Mutex::default(),
+            provider_pace: p.requests_per_minute.map(Pacer::new),
+            free_rpm: p.free_requests_per_minute,
+            model_pace: Mutex::default(),
+            stopped: Mutex::default(),
+            stop_flag: AtomicBool::new(false),
+            stopped_models: Mutex::default(),
+            budget,
+            money,
+        }
+    }
+
+    pub fn stopped_reason(&self) -> Option<String> {
+        self.stopped.lock().expect("limits lock").clone()
+    }
+
+    fn model_stopped(&self, model: &str) -> Option<(Cause, String)> {
+        self.stopped_models.lock().expect("limits lock").get(model).cloned()
+    }
+
+    /// Reserves the worst case of a call against the budget; false when it would pass it.
+    fn reserve(&self, worst: Option<f64>) -> bool {
+        let (Some(limit), Some(worst)) = (self.budget, worst) else {
+            return true;
+        };
+        let mut m = self.money.lock().expect("money lock");
+        if m.spent + m.reserved + worst > limit {
+            return false;
+        }
+        m.reserved += worst;
+        true
+    }
+
+    fn settle(&self, worst: Option<f64>, actual: f64) {
+        let mut m = self.money.lock().expect("money lock");
+        if self.budget.is_some()
+            && let Some(w) = worst
+        {
+            m.reserved -= w;
+        }
+        m.spent += actual;
+    }
+
+    fn model_sem(&self, model: &str) -> Option<Arc<Semaphore>> {
+        let n = self.model_in_flight?;
+        Some(
+            self.model_sems
+                .lock()
+                .expect("limits lock")
+                .entry(model.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(n)))
+                .clone(),
+        )
+    }
+}
+
+impl Limiter for RunLimits {
+    async fn before_attempt(&self, model: &str) -> Gate {
+        if self.stop_flag.load(Ordering::Relaxed) {
+            return Gate::Stop(Cause::Stopped);
+        }
+        if let Some((cause, _)) = self.model_stopped(model) {
+            return Gate::Stop(cause);
+        }
+        if let Some(p) = &self.provider_pace {
+            p.wait().await;
+        }
+        if model.ends_with(":free") {
+            let pacer = self
+                .model_pace
+                .lock()
+                .expect("limits lock")
+                .entry(model.to_owned())
+                .or_insert_with(|| Arc::new(Pacer::new(self.free_rpm)))
+                .clone();
+            pacer.wait().await;
+        }
+        Gate::Go
+    }
+
+    fn stop_model(&self, model: &str, why: &str) {
+        let cause = if why.contains("X-RateLimit") {
+            Cause::DailyCap
+        } else {
+            Cause::ModelNotFound
+        };
+        self.stopped_models
+            .lock()
+            .expect("limits lock")
+            .entry(model.to_owned())
+            .or_insert((cause, why.to_owned()));
+    }
+
+    fn stop_all(&self, why: &str) {
+        self.stop_flag.store(true, Ordering::Relaxed);
+        self.stopped
+            .lock()
+            .expect("limits lock")
+            .get_or_insert_with(|| why.to_owned());
+    }
+}
+
+/// What happened to the calls of one stage.
+#[derive(Debug, Default, Clone)]
+pub struct CallsSummary {
+    pub ok: usize,
+    pub truncated: usize,
+    pub failed: BTreeMap<Cause, usize>,
+    pub not_started: BTreeMap<Cause, usize>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost: f64,
+    /// Calls whose cost is neither reported nor priced.
+    pub unpriced: usize,
+    pub requests: u64,
+}
+
+struct Finished {
+    call: PendingCall,
+    outcome: Outcome,
+    record: CallRecord,
+}
+
+enum Msg {
+    Finished(Box<Finished>),
+    /// Every call has ended: no `Finished` follows.
+    DispatchDone,
+    /// Files the file thread wrote, to record.
+    Written(Vec<OutputRecord>),
+}
+
+/// Makes `calls` and records their outcomes; returns when every call has ended or was not started.
+#[allow(clippy::too_many_arguments)]
+pub fn execute(
+    rt: &tokio::runtime::Runtime,
+    store: &mut Store,
+    root: &Path,
+    tmp: &Path,
+    stage: &str,
+    ep: &Endpoint,
+    limits: &Arc<RunLimits>,
+    calls: Vec<PendingCall>,
+    truncation_fails: bool,
+    progress: &Progress,
+) -> Result<CallsSummary> {
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let (files_tx, files_rx) = mpsc::channel::<Vec<(String, Vec<u8>, String, Vec<u8>, Hash, String)>>();
+    let summary = Mutex::new(CallsSummary::default());
+    let writer_failed = AtomicBool::new(false);
+    std::thread::scope(|scope| -> Result<()> {
+        // files, after the store has the responses
+        let file_tx = tx.clone();
+        let root_f = root.to_path_buf();
+        let tmp_f = tmp.to_path_buf();
+        let stage_f = stage.to_owned();
+        let files = scope.spawn(move || -> Result<()> {
+            for batch in files_rx {
+                let mut records = Vec::with_capacity(batch.len());
+                for (path, text, sidecar_path, sidecar, key, task) in batch {
+                    let p = root_f.join(&path);
+                    fsutil::write_atomic(&tmp_f, &p, &text, false)?;
+                    fsutil::write_atomic(&tmp_f, &root_f.join(&sidecar_path), &sidecar, false)?;
+                    let stat = fsutil::stat(&p).with_context(|| format!("{path} vanished after writing"))?;
+                    records.push(OutputRecord {
+                        path,
+                        stage: stage_f.clone(),
+                        task: Some(task),
+                        key,
+                        hash: Hash::of(&text),
+                        size: stat.size,
+                        mtime_ns: stat.mtime_ns,
+                    });
+                }
+                let _ = file_tx.send(Msg::Written(records));
+            }
+            Ok(())
+        });
+        let writer = scope.spawn(|| -> Result<()> {
+            let result = writer_loop(store, rx, files_tx, stage, &summary, progress, truncation_fails);
+            if result.is_err() {
+                writer_failed.store(true, Ordering::Relaxed);
+                limits.stop_all("the store could not be written");
+            }
+            result
+        });
+        rt.block_on(dispatch(ep, limits, calls, tx, progress, stage));
+        let w = writer.join().expect("writer thread");
+        let f = files.join().expect("file thread");
+        w.and(f)
+    })?;
+    let mut s = summary.into_inner().expect("summary lock");
+    s.requests = s.ok as u64 + s.truncated as u64 + s.failed.values().sum::<usize>() as u64;
+    Ok(s)
+}
+
+async fn dispatch(
+    ep: &Endpoint,
+    limits: &Arc<RunLimits>,
+    calls: Vec<PendingCall>,
+    tx: mpsc::Sender<Msg>,
+    progress: &Progress,
+    stage: &str,
+) {
+    let client = match llm::client() {
+        Ok(c) => c,
+        Err(e) => {
+            limits.stop_all(&format!("cannot build the HTTP client: {e}"));
+            return;
+        }
+    };
+    let ep = Arc::new(ep.clone());
+    let mut set = tokio::task::JoinSet::new();
+    let counters = progress.counters.clone();
+    let mut budget_hit = false;
+    for (i, call) in calls.into_iter().enumerate() {
+        let not_started = |cause: Cause, message: String| {
+            let outcome = Outcome {
+                status: "not_started".into(),
+                cause: Some(cause),
+                error: Some(message),
+                reply: None,
+                attempts: 0,
+                latency_ms: 0,
+                cost: None,
+            };
+            let record = record_of(&call, &outcome, &ep, stage);
+            let _ = tx.send(Msg::Finished(Box::new(Finished {
+                call: call.clone(),
+                outcome,
+                record,
+            })));
+        };
+        if let Some(why) = limits.stopped_reason() {
+            not_started(Cause::Stopped, format!("not started: {why}"));
+            continue;
+        }
+        if let Some((cause, why)) = limits.model_stopped(&call.spec.model) {
+            // a bad model name or a used-up daily cap: every task of that model fails
+            not_started(cause, why);
+            continue;
+        }
+        let worst = call.worst_cost();
+        if budget_hit || !limits.reserve(worst) {
+            budget_hit = true;
+            not_started(Cause::Budget, "not started: the budget would be passed".into());
+            continue;
+        }
+        let permit = limits.in_flight.clone().acquire_owned().await.expect("semaphore open");
+        let (client, ep, limits, tx, counters) =
+            (client.clone(), ep.clone(), limits.clone(), tx.clone(), counters.clone());
+        let stage = stage.to_owned();
+        set.spawn(async move {
+            let _model_permit = match limits.model_sem(&call.spec.model) {
+                Some(s) => Some(s.acquire_owned().await.expect("semaphore open")),
+                None => None,
+            };
+            counters.in_flight.fetch_add(1, Ordering::Relaxed);
+            let outcome = llm::call(&client, &ep, &call.spec, &*limits, i as u64 ^ 0x5851_f42d_4c95_7f2d).await;
+            counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+            let record = record_of(&call, &outcome, &ep, &stage);
+            let actual = record.cost_usd.or(record.cost_estimated_usd).unwrap_or(0.0);
+            limits.settle(worst, actual);
+            let _ = tx.send(Msg::Finished(Box::new(Finished { call, outcome, record })));
+        });
+        // reap what finished, so the set stays small
+        while set.try_join_next().is_some() {}
+        progress.tick();
+    }
+    while set.join_next().await.is_some() {
+        progress.tick();
+    }
+    let _ = tx.send(Msg::DispatchDone);
+}
+
+fn record_of(call: &PendingCall, o: &Outcome, ep: &Endpoint, stage: &str) -> CallRecord {
+    let r = o.reply.as_ref();
+    let estimated = match (o.cost, call.price, r) {
+        (None, Some((i, out)), Some(r)) => {
+            Some((r.prompt_tokens.unwrap_or(0) as f64 * i + r.completion_tokens.unwrap_or(0) as f64 * out) / 1e6)
+        }
+        _ => None,
+    };
+    CallRecord {
+        task: call.task.clone(),
+        stage: stage.to_owned(),
+        provider: ep.provider.clone(),
+        model_requested: call.spec.model.clone(),
+        model_served: r.and_then(|r| r.served_model.clone()),
+        response_id: r.and_then(|r| r.response_id.clone()),
+        finish_reason: r.and_then(|r| r.finish_reason.clone()),
+        status: o.status.clone(),
+        cause: o.cause,
+        error: o.error.clone(),
+        prompt_tokens: r.and_then(|r| r.prompt_tokens),
+        completion_tokens: r.and_then(|r| r.completion_tokens),
+        cost_usd: o.cost,
+        cost_estimated_usd: estimated,
+        temperature: call.spec.temperature,
+        max_tokens: call.spec.max_tokens,
+        latency_ms: o.latency_ms,
+        attempts: o.attempts,
+        timestamp: crate::clock::now_utc(),
+        key: call.key,
+    }
+}
+
+/// The sidecar path beside a response: `<id>.txt` -> `<id>.json`.
+pub fn sidecar_path(path: &str) -> String {
+    match path.strip_suffix(".txt") {
+        Some(stem) => format!("{stem}.json"),
+        None => format!("{path}.json"),
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn writer_loop(
+    store: &mut Store,
+    rx: mpsc::Receiver<Msg>,
+    files_tx: mpsc::Sender<Vec<(String, Vec<u8>, String, Vec<u8>, Hash, String)>>,
+    stage: &str,
+    summary: &Mutex<CallsSummary>,
+    progress: &Progress,
+    truncation_fails: bool,
+) -> Result<()> {
+    let mut files_tx = Some(files_tx);
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        let deadline = Instant::now() + Duration::from_millis(3);
+        while batch.len() < 2048 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut finished = Vec::new();
+        let mut written = Vec::new();
+        let mut dispatch_done = false;
+        for m in batch {
+            match m {
+                Msg::Finished(f) => finished.push(*f),
+                Msg::Written(r) => written.extend(r),
+                Msg::DispatchDone => dispatch_done = true,
+            }
+        }
+        if !finished.is_empty() {
+            let rows: Vec<CallRow> = finished
+                .iter()
+                .filter(|f| f.outcome.status != "not_started")
+                .map(|f| {
+                    let success = matches!(f.outcome.status.as_str(), "ok")
+                        || (f.outcome.status == "truncated" && !truncation_fails);
+                    CallRow {
+                        key: f.call.key,
+                        stage: stage.to_owned(),
+                        task: f.call.task.clone(),
+                        status: f.outcome.status.clone(),
+                        manifest: f.call.manifest.clone(),
+                        response: success.then(|| f.outcome.reply.as_ref().map(|r| r.text.clone()).unwrap_or_default()),
+                        record: serde_json::to_string(&f.record).expect("record serializes"),
+                    }
+                })
+                .collect();
+            // the durable point: nothing else happens to a response before this commit
+            store.put_calls(&rows)?;
+            let mut to_write = Vec::new();
+            {
+                let mut s = summary.lock().expect("summary lock");
+                for f in &finished {
+                    let o = &f.outcome;
+                    let r = &f.record;
+                    s.prompt_tokens += r.prompt_tokens.unwrap_or(0);
+                    s.completion_tokens += r.completion_tokens.unwrap_or(0);
+                    let cost = r.cost_usd.or(r.cost_estimated_usd);
+                    s.cost += cost.unwrap_or(0.0);
+                    if cost.is_none() && o.status != "not_started" {
+                        s.unpriced += 1;
+                    }
+                    progress.counters.tokens.fetch_add(
+                        r.prompt_tokens.unwrap_or(0) + r.completion_tokens.unwrap_or(0),
+                        Ordering::Relaxed,
+                    );
+                    progress.counters.add_cost(cost.unwrap_or(0.0));
+                    let success = o.status == "ok" || (o.status == "truncated" && !truncation_fails);
+                    match o.status.as_str() {
+                        "ok" => s.ok += 1,
+                        "truncated" if !truncation_fails => s.truncated += 1,
+                        "not_started" => *s.not_started.entry(o.cause.unwrap_or(Cause::Stopped)).or_default() += 1,
+                        _ => *s.failed.entry(o.cause.unwrap_or(Cause::Connection)).or_default() += 1,
+                    }
+                    if success {
+                        progress.counters.done.fetch_add(1, Ordering::Relaxed);
+                        if f.call.materialize {
+                            let text = o
+                                .reply
+                                .as_ref()
+                                .map(|r| r.text.clone())
+                                .unwrap_or_default()
+                                .into_bytes();
+                            let sidecar = serde_json::to_vec_pretty(&f.record).expect("record serializes");
+                            to_write.push((
+                                f.call.path.clone(),
+                                text,
+                                sidecar_path(&f.call.path),
+                                sidecar,
+                                f.call.key,
+                                f.call.task.clone(),
+                            ));
+                        }
+                    } else {
+                        progress.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            if !to_write.is_empty()
+                && let Some(t) = &files_tx
+            {
+                let _ = t.send(to_write);
+            }
+        }
+        if !written.is_empty() {
+            store.put_outputs(&written)?;
+        }
+        progress.tick();
+        if dispatch_done {
+            // the file thread finishes what it has, sends its last records, and hangs up
+            files_tx = None;
+        }
+    }
+    Ok(())
+}
+
+/// What the calls a stage still has to make would cost, per model.
+#[derive(Debug, Default, Clone)]
+pub struct Estimate {
+    /// model -> (calls, estimated input tokens, max_tokens summed, most it can cost if priced)
+    pub per_model: BTreeMap<String, (usize, u64, u64, Option<f64>)>,
+}
+
+impl Estimate {
+    pub fn calls(&self) -> usize {
+        self.per_model.values().map(|v| v.0).sum()
+    }
+}
+
+/// The LLM side of one run: the tokio runtime, the local server if one is needed, the limits of
+/// each provider, and the budget, shared by every LLM stage of the run.
+pub struct Session {
+    rt: Option<tokio::runtime::Runtime>,
+    local: Option<crate::local::LocalServer>,
+    limits: HashMap<String, Arc<RunLimits>>,
+    budget: Option<f64>,
+    money: Arc<Mutex<Money>>,
+}
+
+impl Session {
+    pub fn new(budget: Option<f64>) -> Session {
+        Session {
+            rt: None,
+            local: None,
+            limits: HashMap::new(),
+            budget,
+            money: Arc::default(),
+        }
+    }
+
+    pub fn stopped(&self) -> Option<String> {
+        self.limits.values().find_map(|l| l.stopped_reason())
+    }
+
+    pub fn spent(&self) -> f64 {
+        self.money.lock().expect("money lock").spent
+    }
+
+    /// The calls behind `pending` (call artifacts whose key is not in the store).
+    pub fn pending_calls(
+        &self,
+        store: &Store,
+        plan: &crate::engine::Plan,
+        stage: &crate::spec::Stage,
+        choice: &crate::llmstage::Choice,
+        pending: &[&crate::engine::Artifact],
+        done: &HashMap<String, crate::llmstage::Done>,
+    ) -> Result<Vec<PendingCall>> {
+        let models = plan.stages.iter().find_map(|s| match &s.value {
+            crate::db::StageValue::Models(m) => Some(m.clone()),
+            _ => None,
+        });
+        let temperature = stage.float("temperature");
+        let max_tokens = choice.max_tokens(stage.int("max_tokens") as u64);
+        let mut out = Vec::with_capacity(pending.len());
+        for a in pending {
+            let crate::engine::Source::Call { prompt, .. } = &a.source else {
+                continue;
+            };
+            let text = crate::engine::content_of(store, done, prompt)?
+                .with_context(|| format!("the store lost the prompt of {}", a.path))?;
+            let model = a.model.as_deref().unwrap_or_default().to_owned();
+            out.push(PendingCall {
+                task: a.task.clone().unwrap_or_default(),
+                key: a.key,
+                manifest: a
+                    .manifest
+                    .as_deref()
+                    .cloned()
+                    .expect("call artifacts carry their manifest"),
+                spec: CallSpec {
+                    model: model.clone(),
+                    prompt: Arc::from(String::from_utf8_lossy(&text).as_ref()),
+                    temperature,
+                    max_tokens,
+                },
+                path: a.path.clone(),
+                materialize: a.materialize,
+                price: if choice.provider.local {
+                    Some((0.0, 0.0))
+                } else {
+                    models.as_ref().and_then(|m| m.price_of(&model))
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn estimate(&self, calls: &[PendingCall]) -> Estimate {
+        let mut e = Estimate::default();
+        for c in calls {
+            let v = e.per_model.entry(c.spec.model.clone()).or_insert((0, 0, 0, Some(0.0)));
+            v.0 += 1;
+            v.1 += estimate_tokens(&c.spec.prompt);
+            v.2 += c.spec.max_tokens;
+            v.3 = match (v.3, c.worst_cost()) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
+        }
+        e
+    }
+
+    /// Makes the calls of one stage.
+    pub fn execute(
+        &mut self,
+        project: &crate::engine::Project,
+        store: &mut Store,
+        tmp: &Path,
+        stage: &crate::spec::Stage,
+        choice: &crate::llmstage::Choice,
+        calls: Vec<PendingCall>,
+    ) -> Result<CallsSummary> {
+        if self.rt.is_none() {
+            self.rt = Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .context("starting the async runtime")?,
+            );
+        }
+        let mut base_url = choice.base_url.clone();
+        if choice.provider.local && base_url.is_empty() {
+            if self.local.is_none() {
+                let opts = crate::local::LocalOptions {
+                    alias: crate::llmstage::LOCAL_MODEL.to_owned(),
+                    ..Default::default()
+                };
+                let server = crate::local::LocalServer::start(&opts, &|msg| eprintln!("{msg}"))?;
+                self.local = Some(server);
+            }
+            base_url = self.local.as_ref().expect("started").base_url().to_owned();
+        }
+        let p = &choice.provider;
+        let ep = Endpoint {
+            provider: p.name.clone(),
+            base_url,
+            key: choice.key.clone(),
+            key_env: p.api_key_env.clone(),
+            headers: p.headers.clone(),
+            timeout: Duration::from_secs_f64(p.timeout_s.0),
+            max_attempts: p.max_attempts,
+            max_retry_time: Duration::from_secs_f64(p.max_retry_time_s.0),
+            backoff_base: Duration::from_millis(p.backoff_base_ms),
+            backoff_max: Duration::from_secs_f64(p.backoff_max_s.0),
+            empty_retries: p.empty_retries,
+        };
+        let limits = self
+            .limits
+            .entry(p.name.clone())
+            .or_insert_with(|| Arc::new(RunLimits::new(p, self.budget, self.money.clone())))
+            .clone();
+        let cached = 0;
+        let progress = Progress::new(&stage.name, calls.len() as u64, cached);
+        let truncation_fails = stage.str("on_truncation") == "fail";
+        let rt = self.rt.as_ref().expect("runtime");
+        let summary = execute(
+            rt,
+            store,
+            &project.root,
+            tmp,
+            &stage.name,
+            &ep,
+            &limits,
+            calls,
+            truncation_fails,
+            &progress,
+        );
+        progress.finish();
+        summary
+    }
+}
