@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write a synthetic daydream project for benchmarking.
+"""Write a synthetic daydream project for benchmarking (deterministic stages only).
 
     bench/make_project.py DIR --concepts N --k K --gen-models M
                           [--eval-models E] [--eval-templates T] [--no-prompt-files]
@@ -18,6 +18,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 GEN_TEMPLATE = "creative-synthesis-v6"
+# The stages benchmarked: everything up to the prompts. LLM stages (responses, evaluation
+# prompts) are dropped from the copied pipeline.yaml so a run stays offline and deterministic.
+KEEP_KINDS = {"concepts", "models", "templates", "combinations", "generation_tasks",
+              "evaluation_tasks", "generation_prompt"}
 
 WORDS = """attention memory insight network search model signal noise pattern analogy
 constraint objective feedback loop novelty verifier generator gap market moat evidence
@@ -71,6 +75,10 @@ def main():
 
     # pipeline.yaml: k_max, and optionally keep prompts in the store only.
     y = (REPO / "pipeline.yaml").read_text()
+    head, stages = y.split("\nstages:\n", 1)
+    blocks = re.split(r"(?m)^(?=  \S)", stages)  # one block per stage (plus leading comments)
+    kinds = [re.search(r"(?m)^    kind:\s*(\S+)", b) for b in blocks]
+    y = head + "\nstages:\n" + "".join(b for b, k in zip(blocks, kinds) if k is None or k[1] in KEEP_KINDS)
     y, n = re.subn(r"(?m)^(\s*k_max:\s*)\d+", rf"\g<1>{a.k}", y)
     assert n == 1, "k_max not found in pipeline.yaml"
     if a.no_prompt_files:

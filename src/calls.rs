@@ -31,6 +31,8 @@ pub struct PendingCall {
     pub manifest: Manifest,
     pub spec: CallSpec,
     pub path: String,
+    /// Other tasks asking exactly the same call (same key): (task, path). They share its answer.
+    pub also: Vec<(String, String)>,
     pub materialize: bool,
     /// USD per million tokens (input, output), when known.
     pub price: Option<(f64, f64)>,
@@ -243,6 +245,9 @@ pub struct CallsSummary {
     /// Calls whose cost is neither reported nor priced.
     pub unpriced: usize,
     pub requests: u64,
+    /// Tasks answered and tasks failed (a call can serve several tasks).
+    pub tasks_answered: usize,
+    pub tasks_failed: usize,
 }
 
 struct Finished {
@@ -478,18 +483,25 @@ fn writer_loop(
             let rows: Vec<CallRow> = finished
                 .iter()
                 .filter(|f| f.outcome.status != "not_started")
-                .map(|f| {
+                .flat_map(|f| {
                     let success = matches!(f.outcome.status.as_str(), "ok")
                         || (f.outcome.status == "truncated" && !truncation_fails);
-                    CallRow {
-                        key: f.call.key,
-                        stage: stage.to_owned(),
-                        task: f.call.task.clone(),
-                        status: f.outcome.status.clone(),
-                        manifest: f.call.manifest.clone(),
-                        response: success.then(|| f.outcome.reply.as_ref().map(|r| r.text.clone()).unwrap_or_default()),
-                        record: serde_json::to_string(&f.record).expect("record serializes"),
-                    }
+                    let record = serde_json::to_string(&f.record).expect("record serializes");
+                    let response =
+                        success.then(|| f.outcome.reply.as_ref().map(|r| r.text.clone()).unwrap_or_default());
+                    std::iter::once(&f.call.task)
+                        .chain(f.call.also.iter().map(|(t, _)| t))
+                        .enumerate()
+                        .map(move |(i, task)| CallRow {
+                            key: f.call.key,
+                            stage: stage.to_owned(),
+                            task: task.clone(),
+                            status: f.outcome.status.clone(),
+                            manifest: f.call.manifest.clone(),
+                            // one answer per key: the other tasks share it
+                            response: if i == 0 { response.clone() } else { None },
+                            record: record.clone(),
+                        })
                 })
                 .collect();
             // the durable point: nothing else happens to a response before this commit
@@ -519,6 +531,12 @@ fn writer_loop(
                         "not_started" => *s.not_started.entry(o.cause.unwrap_or(Cause::Stopped)).or_default() += 1,
                         _ => *s.failed.entry(o.cause.unwrap_or(Cause::Connection)).or_default() += 1,
                     }
+                    let targets = 1 + f.call.also.len();
+                    if success {
+                        s.tasks_answered += targets;
+                    } else {
+                        s.tasks_failed += targets;
+                    }
                     if success {
                         progress.counters.done.fetch_add(1, Ordering::Relaxed);
                         if f.call.materialize {
@@ -529,14 +547,18 @@ fn writer_loop(
                                 .unwrap_or_default()
                                 .into_bytes();
                             let sidecar = serde_json::to_vec_pretty(&f.record).expect("record serializes");
-                            to_write.push((
-                                f.call.path.clone(),
-                                text,
-                                sidecar_path(&f.call.path),
-                                sidecar,
-                                f.call.key,
-                                f.call.task.clone(),
-                            ));
+                            let targets = std::iter::once((&f.call.task, &f.call.path))
+                                .chain(f.call.also.iter().map(|(t, p)| (t, p)));
+                            for (task, path) in targets {
+                                to_write.push((
+                                    path.clone(),
+                                    text.clone(),
+                                    sidecar_path(path),
+                                    sidecar.clone(),
+                                    f.call.key,
+                                    task.clone(),
+                                ));
+                            }
                         }
                     } else {
                         progress.counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -619,11 +641,17 @@ impl Session {
         });
         let temperature = stage.float("temperature");
         let max_tokens = choice.max_tokens(stage.int("max_tokens") as u64);
-        let mut out = Vec::with_capacity(pending.len());
+        let mut out: Vec<PendingCall> = Vec::with_capacity(pending.len());
+        let mut by_key: HashMap<Hash, usize> = HashMap::new();
         for a in pending {
             let crate::engine::Source::Call { prompt, .. } = &a.source else {
                 continue;
             };
+            if let Some(&i) = by_key.get(&a.key) {
+                out[i].also.push((a.task.clone().unwrap_or_default(), a.path.clone()));
+                continue;
+            }
+            by_key.insert(a.key, out.len());
             let text = crate::engine::content_of(store, done, prompt)?
                 .with_context(|| format!("the store lost the prompt of {}", a.path))?;
             let model = a.model.as_deref().unwrap_or_default().to_owned();
@@ -642,6 +670,7 @@ impl Session {
                     max_tokens,
                 },
                 path: a.path.clone(),
+                also: Vec::new(),
                 materialize: a.materialize,
                 price: if choice.provider.local {
                     Some((0.0, 0.0))

@@ -683,9 +683,8 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
                 if !calls.is_empty() {
                     choice.require_key()?;
                     let summary = llm.execute(project, store, &tmp, &sp.stage, choice, calls)?;
-                    report.executed = summary.ok + summary.truncated;
-                    report.failed =
-                        summary.failed.values().sum::<usize>() + summary.not_started.values().sum::<usize>();
+                    report.executed = summary.tasks_answered;
+                    report.failed = summary.tasks_failed;
                     report.calls = Some(summary);
                 }
             }

@@ -199,12 +199,9 @@ pub fn call_manifest(
         .param("temperature", temperature)
         .param("max_tokens", max_tokens)
         .param("replicate", replicate);
-    m = match &choice.local_model {
-        // the local server answers every model name with its one model: key by what is served,
-        // and keep the requested name so each task still gets its own sample
-        Some(served) => m.param("model", served).param("requested_model", model),
-        None => m.param("model", model),
-    };
+    // the local server answers every model name with its one model: key by what is served, so
+    // local answers never mix with real models' (and tasks asking it the same prompt share a call)
+    m = m.param("model", choice.local_model.as_deref().unwrap_or(model));
     m.input(Input {
         name: "prompt".into(),
         path: None,

@@ -65,9 +65,22 @@ fn files(s: &Space, dir: &str, ext: &str) -> Vec<String> {
     v
 }
 
+/// An answer that differs per model and prompt, so no two tasks share a call.
+fn per_model(r: &Request) -> Reply {
+    let content = format!("{} says: {}", r.model, common::mock::echo_text(&r.prompt));
+    Reply::Ok {
+        completion_tokens: content.len() as u64 / 4,
+        content: Some(content),
+        finish_reason: "stop".into(),
+        prompt_tokens: r.prompt.len() as u64 / 4,
+        cost: None,
+        served_model: None,
+    }
+}
+
 #[test]
 fn one_request_per_task_then_none_then_only_the_edited_template() {
-    let mock = MockServer::start(Reply::echo);
+    let mock = MockServer::start(per_model);
     let s = shipped(&mock);
     let out = s.ok(&["run"]);
     assert_eq!(mock.count(), 25 + 200, "{out}");
@@ -88,7 +101,7 @@ fn one_request_per_task_then_none_then_only_the_edited_template() {
     assert_eq!(r.path, "/v1/chat/completions");
     assert_eq!(
         s.read(&format!("data/3_generation/generation_responses/{id}.txt")),
-        common::mock::echo_text(&prompt)
+        format!("google/gemini-2.5-flash says: {}", common::mock::echo_text(&prompt))
     );
     // the sidecar
     let meta: serde_json::Value =
@@ -127,6 +140,19 @@ fn one_request_per_task_then_none_then_only_the_edited_template() {
     let out = s.ok(&["run"]);
     assert_eq!(mock.count(), 275, "reverting calls nothing:\n{out}");
     assert_eq!(counts(&out, "evaluation_response"), (0, 50, 150), "{out}");
+}
+
+#[test]
+fn tasks_asking_the_same_call_share_one_answer() {
+    // every model's answer depends only on the prompt, so the evaluation prompts of one
+    // combination are identical for the 4 generation models: one call serves 4 tasks
+    let mock = MockServer::start(Reply::echo);
+    let s = small(&mock, &["vendor/a", "vendor/b", "vendor/c", "vendor/d"], 4);
+    let out = s.ok(&["run"]);
+    assert_eq!(by_model(&mock.requests()).get("vendor/judge"), Some(&5), "{out}");
+    assert_eq!(counts(&out, "evaluation_response"), (20, 0, 0), "{out}");
+    assert_eq!(files(&s, "data/4_evaluation/evaluation_responses", ".txt").len(), 20);
+    assert_eq!(files(&s, "data/4_evaluation/evaluation_responses", ".json").len(), 20);
 }
 
 #[test]
@@ -525,7 +551,7 @@ fn refresh_asks_again_and_keeps_the_old_answer() {
     let s = small(&mock, &["vendor/a"], 4);
     s.ok(&["run"]);
     mock.clear();
-    mock.set_behavior(|_: &Request| Reply::text("a second opinion"));
+    mock.set_behavior(|r: &Request| Reply::text(&format!("a second opinion: {}", common::mock::echo_text(&r.prompt))));
     let out = s.ok(&["run", "--refresh", "generation_response"]);
     assert_eq!(
         by_model(&mock.requests()),
@@ -534,8 +560,8 @@ fn refresh_asks_again_and_keeps_the_old_answer() {
     );
     let id = "combo_v1_13c725cf02fa_creative-synthesis-v6_g0";
     assert_eq!(
-        s.read(&format!("data/3_generation/generation_responses/{id}.txt")),
-        "a second opinion"
+        s.read(&format!("data/3_generation/generation_responses/{id}.txt"))[..16],
+        *"a second opinion"
     );
     let db = rusqlite::Connection::open(s.path(".daydream/store.db")).unwrap();
     let kept: i64 = db
@@ -598,4 +624,167 @@ fn explain_a_response_shows_model_tokens_cost_and_its_key() {
     ] {
         assert!(out.contains(part), "{part:?} missing in:\n{out}");
     }
+}
+
+/// Every file under `dir` ending in `.txt` is a whole echo answer and every `.json` parses.
+fn assert_whole_files(s: &Space, dir: &str) -> usize {
+    let mut n = 0;
+    for name in files(s, dir, ".txt") {
+        let text = s.read(&format!("{dir}/{name}"));
+        assert!(
+            text.starts_with("Echo of ") && text.ends_with("SCORE: 7"),
+            "partial or foreign file {name}: {text:?}"
+        );
+        let meta = s.read(&format!("{dir}/{}", name.replace(".txt", ".json")));
+        serde_json::from_str::<serde_json::Value>(&meta).unwrap_or_else(|e| panic!("sidecar of {name}: {e}"));
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn kill_9_during_calls_loses_at_most_the_calls_in_flight() {
+    let in_flight = 6;
+    let mock = MockServer::start(|r: &Request| Reply::echo(r).after(Duration::from_millis(200)));
+    let s = small(&mock, &["vendor/a", "vendor/b", "vendor/c", "vendor/d"], in_flight);
+    // 20 generation calls; the 4 models echo the same text for a combination, so the 20
+    // evaluation prompts are 5 distinct calls
+    let tasks = 20 + 5;
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut killed_runs = 0;
+    for _ in 0..3 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut child = s
+            .command(&["run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300 + seed % 1200));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        killed_runs += 1;
+        assert_whole_files(&s, "data/3_generation/generation_responses");
+        assert_whole_files(&s, "data/4_evaluation/evaluation_responses");
+    }
+    let before_final = mock.count();
+    s.ok(&["run"]);
+    let reqs = mock.requests();
+    assert!(
+        reqs.len() <= tasks + killed_runs * in_flight,
+        "{} requests for {tasks} tasks and {killed_runs} kills",
+        reqs.len()
+    );
+    let mut per_call: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for r in &reqs {
+        *per_call.entry((r.model.clone(), r.prompt.clone())).or_default() += 1;
+    }
+    assert_eq!(per_call.len(), tasks, "every task asked");
+    let repeated: usize = per_call.values().map(|n| n - 1).sum();
+    assert!(
+        repeated <= killed_runs * in_flight,
+        "only calls in flight at a kill are asked again: {repeated} repeats"
+    );
+    assert_eq!(assert_whole_files(&s, "data/3_generation/generation_responses"), 20);
+    assert_eq!(assert_whole_files(&s, "data/4_evaluation/evaluation_responses"), 20);
+    let last = s.ok(&["run"]);
+    assert_eq!(mock.count(), reqs.len(), "nothing more to ask:\n{last}");
+    assert!(before_final <= reqs.len());
+}
+
+#[test]
+fn requests_per_minute_paces_calls() {
+    let mock = MockServer::start(Reply::echo);
+    let s = small(&mock, &["vendor/a"], 8);
+    s.edit(
+        "pipeline.yaml",
+        "    requests_per_minute: 600\n",
+        "    requests_per_minute: 300\n",
+    );
+    s.ok(&["run"]);
+    let reqs = mock.requests();
+    let span = reqs.last().unwrap().at - reqs.first().unwrap().at;
+    // 10 requests at 5 a second: at least 9 intervals of 200 ms
+    assert!(span >= Duration::from_millis(1700), "{span:?}");
+}
+
+#[test]
+fn fault_soak_2000_calls() {
+    let mock = MockServer::start(common::mock::chaos(7, 0.10, 0.05, 0.02, 0.01, Duration::from_millis(5)));
+    // 13 concepts, k=3: 286 combinations x 7 generation models = 2,002 calls; no evaluation
+    let s = common::synthetic_with_llm(13, 3);
+    let yaml = s.read("pipeline.yaml");
+    s.write(
+        "pipeline.yaml",
+        &format!("{}\n", &yaml[..yaml.find("\n  evaluation_prompt:").unwrap()]),
+    );
+    s.use_mock(&mock.base_url());
+    s.edit("pipeline.yaml", "    max_in_flight: 16\n", "    max_in_flight: 64\n");
+    s.edit(
+        "pipeline.yaml",
+        "    requests_per_minute: 600\n",
+        "    requests_per_minute: 600000\n",
+    );
+    s.edit("pipeline.yaml", "    timeout_s: 2\n", "    timeout_s: 0.5\n");
+    s.edit("pipeline.yaml", "    max_attempts: 5\n", "    max_attempts: 8\n");
+    let models: String = (0..7).map(|i| format!("m{i},vendor/m{i},true,false,1,2\n")).collect();
+    s.write(
+        "data/1_raw/llm_models.csv",
+        &format!("id,model,for_generation,for_evaluation,input_usd_per_mtok,output_usd_per_mtok\n{models}"),
+    );
+    let r = s.run(&["run"]);
+    let tasks = 2002;
+    let answered = files(&s, "data/3_generation/generation_responses", ".txt").len();
+    let failed: usize = r
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("failed ")
+                .and_then(|x| x.split(':').next())
+                .and_then(|n| n.parse::<usize>().ok())
+        })
+        .sum();
+    assert_eq!(
+        answered + failed,
+        tasks,
+        "every task ends answered or with a recorded failure:\n{}",
+        r.stdout
+    );
+    // the summary counts what the mock saw
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.contains(" requests: "))
+        .unwrap_or_else(|| panic!("{}\n{}", r.stdout, r.stderr));
+    let requests: usize = line.trim().split(' ').next().unwrap().parse().unwrap();
+    let kinds = mock.reply_counts();
+    assert_eq!(requests, tasks, "calls made");
+    assert!(mock.count() >= tasks, "{kinds:?}");
+    let ok_replies = kinds.get("ok").copied().unwrap_or(0);
+    assert!(
+        line.contains(&format!("{answered} ok")),
+        "{line} vs {answered} answered, {ok_replies} ok replies, {kinds:?}"
+    );
+    // no answer was asked for again after it was stored: one ok reply per answered call at most
+    let mut ok_per_call: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let replies: BTreeMap<usize, &str> = mock.replies().into_iter().collect();
+    for q in mock.requests() {
+        if replies.get(&q.seq) == Some(&"ok") {
+            *ok_per_call.entry((q.model.clone(), q.prompt.clone())).or_default() += 1;
+        }
+    }
+    assert!(
+        ok_per_call.values().all(|n| *n == 1),
+        "an answered call was asked again"
+    );
+    assert_eq!(ok_per_call.len(), answered);
+    // the next run asks exactly the failed ones again
+    mock.clear();
+    mock.set_behavior(Reply::echo);
+    s.ok(&["run"]);
+    assert_eq!(mock.count(), failed);
+    assert_eq!(files(&s, "data/3_generation/generation_responses", ".txt").len(), tasks);
 }

@@ -211,7 +211,15 @@ pub fn changed(
 
 /// A synthetic project: the shipped templates and models with `n` made-up concepts and `k_max = k`.
 pub fn synthetic(n: usize, k: usize) -> Space {
-    let s = Space::shipped();
+    synthetic_in(Space::shipped(), n, k)
+}
+
+/// `synthetic` with the LLM stages kept.
+pub fn synthetic_with_llm(n: usize, k: usize) -> Space {
+    synthetic_in(Space::shipped_with_llm(), n, k)
+}
+
+fn synthetic_in(s: Space, n: usize, k: usize) -> Space {
     let mut csv = String::from("concept_id,name,active\n");
     for i in 0..n {
         csv.push_str(&format!("concept-{i:03},Concept {i},True\n"));
