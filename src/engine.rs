@@ -18,7 +18,7 @@ use crate::combos;
 use crate::db::{Database, ProjectInput, StageName, StageValue, pipeline, prompt_manifest, stage_value};
 use crate::diag::Diag;
 use crate::fsutil::{self, Stat};
-use crate::key::{Hash, Input, Manifest};
+use crate::key::{FastMap, Hash, Input, Manifest};
 use crate::llmstage::{self, Done};
 use crate::prompt::{self, Renderer};
 use crate::spec::{Kind, Pipeline, Stage};
@@ -92,10 +92,15 @@ impl Project {
             order
         };
         let mut stages = Vec::new();
+        let timing = std::env::var_os("DAYDREAM_TIMING").is_some();
+        let start = Instant::now();
         for i in order {
             let stage = p.stages[i].clone();
             let value = self.stage_value(&stage.name)?;
             let artifacts = artifacts(&stage, &value);
+            if timing {
+                eprintln!("timing: {:>8.3}s   planned {}", start.elapsed().as_secs_f64(), stage.name);
+            }
             stages.push(StagePlan {
                 stage,
                 value,
@@ -376,8 +381,8 @@ impl RunReport {
 fn classify(
     root: &Path,
     a: &Artifact,
-    known: &HashMap<Hash, Hash>,
-    records: &HashMap<String, OutputRecord>,
+    known: &FastMap<Hash, Hash>,
+    records: &FastMap<String, OutputRecord>,
 ) -> (Standing, bool) {
     let Some(out) = known.get(&a.key) else {
         return (Standing::Execute, false);
@@ -407,8 +412,8 @@ fn classify(
 fn classify_all(
     root: &Path,
     artifacts: &[Artifact],
-    known: &HashMap<Hash, Hash>,
-    records: &HashMap<String, OutputRecord>,
+    known: &FastMap<Hash, Hash>,
+    records: &FastMap<String, OutputRecord>,
 ) -> Vec<(Standing, bool)> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     if artifacts.len() < 2048 || threads == 1 {
@@ -436,9 +441,9 @@ fn classify_all(
 struct Prepared {
     standing: Vec<(Standing, bool)>,
     /// What the store recorded of this stage's files before the run.
-    records: HashMap<String, OutputRecord>,
+    records: FastMap<String, OutputRecord>,
     /// Output hash of every known key of this stage.
-    known: HashMap<Hash, Hash>,
+    known: FastMap<Hash, Hash>,
     /// Content of every new key.
     computed: HashMap<Hash, Arc<[u8]>>,
     /// The registry's new text, when it changes.
@@ -467,17 +472,31 @@ fn prepare(
     } else {
         store.action_outputs(name)?
     };
+    let t0 = Instant::now();
     let records = store.outputs_of_stage(name)?;
+    let t1 = t0.elapsed();
     let mut standing = if refresh {
         vec![(Standing::Execute, false); artifacts.len()]
     } else {
         classify_all(root, artifacts, &known, &records)
     };
+    if std::env::var_os("DAYDREAM_TIMING").is_some() && !artifacts.is_empty() {
+        eprintln!("timing:          {name}: {} known keys, {} records loaded in {:.3}s, classified in {:.3}s", known.len(), records.len(), t1.as_secs_f64(), (t0.elapsed() - t1).as_secs_f64());
+    }
     let mut computed: HashMap<Hash, Arc<[u8]>> = HashMap::new();
     let mut registry = None;
     let mut renderer: Option<Renderer> = None;
     for (a, st) in artifacts.iter().zip(standing.iter_mut()) {
         match &a.source {
+            Source::Registry
+                if records.get(&a.path).is_some_and(|r| {
+                    r.key == a.key
+                        && fsutil::stat(&root.join(&a.path)).is_some_and(|s| s.size == r.size && s.mtime_ns == r.mtime_ns)
+                }) =>
+            {
+                // the registry is as daydream left it and the combinations are the same: nothing to append
+                *st = (Standing::Unchanged, false);
+            }
             Source::Registry => {
                 let existing = match std::fs::read(root.join(&a.path)) {
                     Ok(b) => Some(
@@ -579,7 +598,15 @@ pub fn survey(project: &Project, store: &mut Store, targets: &[String]) -> Resul
 /// Brings the planned stages up to date.
 pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<RunReport, RunError> {
     let start = Instant::now();
+    // DAYDREAM_TIMING=1 prints where a run spends its time (to stderr)
+    let timing = std::env::var_os("DAYDREAM_TIMING").is_some();
+    let phase = |what: &str| {
+        if timing {
+            eprintln!("timing: {:>8.3}s {what}", start.elapsed().as_secs_f64());
+        }
+    };
     let plan = project.plan(&opts.targets)?;
+    phase("planned (salsa)");
     for r in &opts.refresh {
         match plan.stages.iter().find(|s| &s.stage.name == r) {
             Some(s) if s.stage.kind.is_llm() => {}
@@ -608,6 +635,7 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
     let no_done = HashMap::new();
     let mut prepared: Vec<Option<Prepared>> = Vec::new();
     for sp in &plan.stages {
+        phase(&format!("  preparing {}", sp.stage.name));
         let static_stage = !matches!(sp.value, StageValue::Dynamic);
         prepared.push(if static_stage {
             Some(prepare(&project.root, store, sp, &sp.artifacts, &no_done, false)?)
@@ -615,6 +643,7 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
             None
         });
     }
+    phase("prepared");
     llmstage::preflight(project, &plan)?;
     let tmp = if opts.dry_run {
         PathBuf::new()
@@ -625,7 +654,16 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
     let mut llm = crate::calls::Session::new(budget);
     let mut done: HashMap<String, Done> = HashMap::new();
     let mut reports = Vec::new();
-    for (sp, prep) in plan.stages.iter().zip(prepared) {
+    // stages whose outputs a later, store-planned stage reads
+    let read_later: std::collections::HashSet<String> = plan
+        .stages
+        .iter()
+        .filter(|s| matches!(s.value, StageValue::Dynamic))
+        .flat_map(|s| s.stage.refs().map(|(_, r)| r.to_owned()).collect::<Vec<_>>())
+        .collect();
+    let mut plan = plan;
+    let taken: Vec<Vec<Artifact>> = plan.stages.iter_mut().map(|s| std::mem::take(&mut s.artifacts)).collect();
+    for ((sp, prep), static_artifacts) in plan.stages.iter().zip(prepared).zip(taken) {
         let mut report = StageReport {
             name: sp.stage.name.clone(),
             kind: sp.stage.kind.name(),
@@ -633,8 +671,8 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
             ..Default::default()
         };
         let choice = choices.get(&sp.stage.name);
-        let (artifacts, prep) = match prep {
-            Some(prep) => (sp.artifacts.clone(), prep),
+        let (artifacts, mut prep) = match prep {
+            Some(prep) => (static_artifacts, prep),
             None => {
                 let (artifacts, blocked) = llmstage::plan_stage(project, &plan, &sp.stage, &done, choice)?;
                 report.blocked = blocked;
@@ -691,32 +729,30 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
         } else if !opts.dry_run {
             write_stage(project, store, sp, &artifacts, &prep, &tmp)?;
         }
-        let outputs = if sp.stage.kind.is_llm() && !opts.dry_run {
-            store.action_outputs_of_kind(llmstage::CALL_KIND)?
-        } else {
-            prep.known.clone()
-        };
-        let mut outputs: HashMap<Hash, Hash> = artifacts
-            .iter()
-            .filter_map(|a| outputs.get(&a.key).map(|o| (a.key, *o)))
-            .collect();
-        let mut contents = HashMap::new();
-        for (k, c) in prep.computed {
-            let h = Hash::of(&c);
-            outputs.insert(k, h);
-            contents.insert(h, c);
-        }
         if opts.dry_run {
             report.artifacts = artifacts.clone();
         }
-        done.insert(
-            sp.stage.name.clone(),
-            Done {
-                artifacts,
-                outputs,
-                contents,
-            },
-        );
+        if read_later.contains(&sp.stage.name) {
+            let known = if sp.stage.kind.is_llm() && !opts.dry_run {
+                store.action_outputs_of_kind(llmstage::CALL_KIND)?
+            } else {
+                std::mem::take(&mut prep.known)
+            };
+            let mut outputs: FastMap<Hash, Hash> =
+                artifacts.iter().filter_map(|a| known.get(&a.key).map(|o| (a.key, *o))).collect();
+            let mut contents = HashMap::new();
+            for (k, c) in prep.computed.drain() {
+                let h = Hash::of(&c);
+                outputs.insert(k, h);
+                contents.insert(h, c);
+            }
+            done.insert(sp.stage.name.clone(), Done { artifacts, outputs, contents });
+        } else {
+            // nothing reads these again: freeing a million small allocations costs more than exiting
+            std::mem::forget(artifacts);
+        }
+        std::mem::forget(prep);
+        phase(&format!("stage {}", sp.stage.name));
         reports.push(report);
     }
     let stopped = llm.stopped();

@@ -53,9 +53,23 @@ impl fmt::Display for Hash {
     }
 }
 
+impl Hash {
+    /// Lower-case hex into a stack buffer (keys are computed by the hundred thousand).
+    fn hex_bytes(&self) -> [u8; 64] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 64];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = DIGITS[(b >> 4) as usize];
+            out[2 * i + 1] = DIGITS[(b & 15) as usize];
+        }
+        out
+    }
+}
+
 impl Serialize for Hash {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.hex())
+        let hex = self.hex_bytes();
+        s.serialize_str(std::str::from_utf8(&hex).expect("hex is ASCII"))
     }
 }
 
@@ -118,8 +132,11 @@ impl Manifest {
         serde_json::to_string(self).expect("a manifest always serializes")
     }
 
+    /// blake3 of `to_json()`, streamed into the hasher without building the string.
     pub fn key(&self) -> Hash {
-        Hash::of(self.to_json().as_bytes())
+        let mut h = blake3::Hasher::new();
+        serde_json::to_writer(&mut h, self).expect("a manifest always serializes");
+        Hash(*h.finalize().as_bytes())
     }
 
     /// The inputs that differ from `old`'s, as (name, old hash, new hash); a missing side is None.
@@ -140,9 +157,41 @@ impl Manifest {
     }
 }
 
+/// A fast hasher for maps keyed by content hashes and paths (not exposed to untrusted input
+/// in a way that matters: the keys are daydream's own).
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(c.try_into().expect("8 bytes"))).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+}
+
+pub type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_hex_and_streamed_keys_match_the_plain_ones() {
+        let h = Hash::of(b"x");
+        assert_eq!(std::str::from_utf8(&h.hex_bytes()).unwrap(), hex::encode(h.0));
+        let m = Manifest::new("k").param("p", 1).input(Input::new("x", Some("f"), b"v"));
+        assert_eq!(m.key(), Hash::of(m.to_json().as_bytes()));
+    }
 
     #[test]
     fn key_covers_params_and_inputs() {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::db::{StageValue, template_text};
 use crate::diag::Diag;
 use crate::engine::{Artifact, Plan, Project, Source};
-use crate::key::{Hash, Input, Manifest};
+use crate::key::{FastMap, Hash, Input, Manifest};
 use crate::llm::Secret;
 use crate::prompt::{Renderer, Undefined};
 use crate::spec::{Kind, Pipeline, Provider, Stage};
@@ -214,7 +214,7 @@ pub fn call_manifest(
 #[derive(Default)]
 pub struct Done {
     pub artifacts: Vec<Artifact>,
-    pub outputs: HashMap<Hash, Hash>,
+    pub outputs: FastMap<Hash, Hash>,
     /// Contents computed in this run, by content hash (a dry run has them only here).
     pub contents: HashMap<Hash, Arc<[u8]>>,
 }
@@ -266,7 +266,7 @@ pub fn plan_stage(
                             prompt: *prompt_hash,
                             prompt_path: a.path.clone(),
                         },
-                        materialize: true,
+                        materialize: stage.bool("materialize"),
                         model: Some(model.clone()),
                         manifest: Some(Arc::new(m)),
                     });

@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::key::{Hash, Manifest};
+use crate::key::{FastMap, Hash, Manifest};
 
 const SCHEMA_VERSION: i64 = 1;
 
@@ -70,6 +70,7 @@ impl Store {
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
+             PRAGMA mmap_size=1073741824;
              CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS blobs(hash BLOB PRIMARY KEY, data BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS actions(
@@ -80,7 +81,7 @@ impl Store {
                 output BLOB NOT NULL,
                 created_at TEXT NOT NULL,
                 info TEXT);
-             CREATE INDEX IF NOT EXISTS actions_stage ON actions(stage);
+             CREATE INDEX IF NOT EXISTS actions_stage_key ON actions(stage, key, output);
              CREATE INDEX IF NOT EXISTS actions_kind ON actions(kind);
              CREATE TABLE IF NOT EXISTS calls(
                 id INTEGER PRIMARY KEY,
@@ -131,7 +132,7 @@ impl Store {
     }
 
     /// Output hash of every action of `stage`, by key.
-    pub fn action_outputs(&self, stage: &str) -> Result<HashMap<Hash, Hash>> {
+    pub fn action_outputs(&self, stage: &str) -> Result<FastMap<Hash, Hash>> {
         let mut st = self
             .conn
             .prepare_cached("SELECT key, output FROM actions WHERE stage=?1")?;
@@ -209,7 +210,7 @@ impl Store {
 
     /// Output hash of every action of one kind (across stages: an LLM answer is reused wherever
     /// the same call is asked for), by key.
-    pub fn action_outputs_of_kind(&self, kind: &str) -> Result<HashMap<Hash, Hash>> {
+    pub fn action_outputs_of_kind(&self, kind: &str) -> Result<FastMap<Hash, Hash>> {
         let mut st = self
             .conn
             .prepare_cached("SELECT key, output FROM actions WHERE kind=?1")?;
@@ -286,7 +287,7 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn outputs_of_stage(&self, stage: &str) -> Result<HashMap<String, OutputRecord>> {
+    pub fn outputs_of_stage(&self, stage: &str) -> Result<FastMap<String, OutputRecord>> {
         let mut st = self
             .conn
             .prepare_cached("SELECT path, stage, task, key, hash, size, mtime_ns FROM outputs WHERE stage=?1")?;
