@@ -324,9 +324,22 @@ pub fn template_prompts<'db>(
     let undefined = Undefined::from_name(st.str("undefined"));
     Renderer::new(undefined).load(&path, &text)?;
     let template_hash = Hash::of(text.as_bytes());
-    let keys = (0..tasks.combos.combos.len())
-        .map(|c| prompt_manifest(&tasks.combos, c, &path, template_hash, undefined).key())
-        .collect();
+    // pure CPU work over plain data: split it over the cores
+    let n = tasks.combos.combos.len();
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(8);
+    let key = |c: usize| prompt_manifest(&tasks.combos, c, &path, template_hash, undefined).key();
+    let keys: Vec<Hash> = if n < 4096 || threads == 1 {
+        (0..n).map(key).collect()
+    } else {
+        let chunk = n.div_ceil(threads);
+        std::thread::scope(|s| {
+            let parts: Vec<_> = (0..n)
+                .step_by(chunk)
+                .map(|lo| s.spawn(move || (lo..(lo + chunk).min(n)).map(key).collect::<Vec<_>>()))
+                .collect();
+            parts.into_iter().flat_map(|p| p.join().expect("key thread")).collect()
+        })
+    };
     Ok(Arc::new(TemplatePrompts {
         template,
         path,

@@ -99,7 +99,11 @@ impl Project {
             let value = self.stage_value(&stage.name)?;
             let artifacts = artifacts(&stage, &value);
             if timing {
-                eprintln!("timing: {:>8.3}s   planned {}", start.elapsed().as_secs_f64(), stage.name);
+                eprintln!(
+                    "timing: {:>8.3}s   planned {}",
+                    start.elapsed().as_secs_f64(),
+                    stage.name
+                );
             }
             stages.push(StagePlan {
                 stage,
@@ -143,6 +147,8 @@ pub enum Source {
     Table(Arc<str>),
     /// A generation prompt: template row and combination.
     Prompt { template: usize, combo: usize },
+    /// A task table, written from the stage's value only when it changed.
+    TaskTable,
     /// The append-only combo registry.
     Registry,
     /// An evaluation prompt: the template and the content hash of the response it judges.
@@ -178,8 +184,8 @@ impl StageValue {
             StageValue::Models(v) => value_hash(&**v),
             StageValue::Templates(v) => value_hash(&**v),
             StageValue::Combos(v) => value_hash(&(&v.level, v.k_max, &v.concepts, &v.combos)),
-            StageValue::GenTasks(v) => Hash::of(v.csv.as_bytes()),
-            StageValue::EvalTasks(v) => Hash::of(v.csv.as_bytes()),
+            StageValue::GenTasks(v) => value_hash(&(&v.rows, &*v.models, &*v.templates, &v.combos.combos)),
+            StageValue::EvalTasks(v) => value_hash(&(&v.rows, &*v.models, &*v.templates, &v.generation.rows)),
             StageValue::Prompts(v) => value_hash(
                 &v.templates
                     .iter()
@@ -237,7 +243,10 @@ fn source_manifest(stage: &Stage, value: &StageValue, which: &Source) -> Manifes
         (StageValue::EvalTasks(t), _) => table_manifest(
             stage,
             &[
-                (stage.str("generation_tasks"), Hash::of(t.generation.csv.as_bytes())),
+                (
+                    stage.str("generation_tasks"),
+                    value_hash(&(&t.generation.rows, &*t.generation.models)),
+                ),
                 (stage.str("models"), value_hash(&*t.models)),
                 (stage.str("templates"), value_hash(&*t.templates)),
             ],
@@ -278,8 +287,9 @@ fn artifacts(stage: &Stage, value: &StageValue) -> Vec<Artifact> {
             table(stage.str("registry"), &c.csv, Source::Registry),
             table(stage.str("output"), &c.csv, Source::Table(c.csv.clone())),
         ],
-        StageValue::GenTasks(t) => vec![table(stage.str("output"), &t.csv, Source::Table(t.csv.clone()))],
-        StageValue::EvalTasks(t) => vec![table(stage.str("output"), &t.csv, Source::Table(t.csv.clone()))],
+        StageValue::GenTasks(_) | StageValue::EvalTasks(_) => {
+            vec![table(stage.str("output"), &Arc::from(""), Source::TaskTable)]
+        }
         StageValue::Prompts(p) => {
             let pattern = stage.str("output");
             let materialize = stage.bool("materialize");
@@ -481,7 +491,13 @@ fn prepare(
         classify_all(root, artifacts, &known, &records)
     };
     if std::env::var_os("DAYDREAM_TIMING").is_some() && !artifacts.is_empty() {
-        eprintln!("timing:          {name}: {} known keys, {} records loaded in {:.3}s, classified in {:.3}s", known.len(), records.len(), t1.as_secs_f64(), (t0.elapsed() - t1).as_secs_f64());
+        eprintln!(
+            "timing:          {name}: {} known keys, {} records loaded in {:.3}s, classified in {:.3}s",
+            known.len(),
+            records.len(),
+            t1.as_secs_f64(),
+            (t0.elapsed() - t1).as_secs_f64()
+        );
     }
     let mut computed: HashMap<Hash, Arc<[u8]>> = HashMap::new();
     let mut registry = None;
@@ -491,7 +507,8 @@ fn prepare(
             Source::Registry
                 if records.get(&a.path).is_some_and(|r| {
                     r.key == a.key
-                        && fsutil::stat(&root.join(&a.path)).is_some_and(|s| s.size == r.size && s.mtime_ns == r.mtime_ns)
+                        && fsutil::stat(&root.join(&a.path))
+                            .is_some_and(|s| s.size == r.size && s.mtime_ns == r.mtime_ns)
                 }) =>
             {
                 // the registry is as daydream left it and the combinations are the same: nothing to append
@@ -533,6 +550,14 @@ fn prepare(
             Source::Call { .. } => {}
             Source::Table(csv) => {
                 computed.insert(a.key, Arc::from(csv.as_bytes()));
+            }
+            Source::TaskTable => {
+                let csv = match &stage.value {
+                    StageValue::GenTasks(t) => t.csv(),
+                    StageValue::EvalTasks(t) => t.csv(),
+                    _ => unreachable!("task tables belong to task stages"),
+                };
+                computed.insert(a.key, Arc::from(csv.into_bytes()));
             }
             Source::Prompt { template, combo } => {
                 let StageValue::Prompts(p) = &stage.value else {
@@ -662,7 +687,11 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
         .flat_map(|s| s.stage.refs().map(|(_, r)| r.to_owned()).collect::<Vec<_>>())
         .collect();
     let mut plan = plan;
-    let taken: Vec<Vec<Artifact>> = plan.stages.iter_mut().map(|s| std::mem::take(&mut s.artifacts)).collect();
+    let taken: Vec<Vec<Artifact>> = plan
+        .stages
+        .iter_mut()
+        .map(|s| std::mem::take(&mut s.artifacts))
+        .collect();
     for ((sp, prep), static_artifacts) in plan.stages.iter().zip(prepared).zip(taken) {
         let mut report = StageReport {
             name: sp.stage.name.clone(),
@@ -738,15 +767,24 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
             } else {
                 std::mem::take(&mut prep.known)
             };
-            let mut outputs: FastMap<Hash, Hash> =
-                artifacts.iter().filter_map(|a| known.get(&a.key).map(|o| (a.key, *o))).collect();
+            let mut outputs: FastMap<Hash, Hash> = artifacts
+                .iter()
+                .filter_map(|a| known.get(&a.key).map(|o| (a.key, *o)))
+                .collect();
             let mut contents = HashMap::new();
             for (k, c) in prep.computed.drain() {
                 let h = Hash::of(&c);
                 outputs.insert(k, h);
                 contents.insert(h, c);
             }
-            done.insert(sp.stage.name.clone(), Done { artifacts, outputs, contents });
+            done.insert(
+                sp.stage.name.clone(),
+                Done {
+                    artifacts,
+                    outputs,
+                    contents,
+                },
+            );
         } else {
             // nothing reads these again: freeing a million small allocations costs more than exiting
             std::mem::forget(artifacts);

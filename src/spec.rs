@@ -242,7 +242,12 @@ const GENERATION_RESPONSE_FIELDS: &[FieldSpec] = &[
         "keep",
         "a response cut at max_tokens: keep it (flagged truncated) or count it as failed",
     ),
-    opt("materialize", Bool, "true", "write the response files and sidecars (false: keep them in the store only)"),
+    opt(
+        "materialize",
+        Bool,
+        "true",
+        "write the response files and sidecars (false: keep them in the store only)",
+    ),
 ];
 
 const EVALUATION_PROMPT_FIELDS: &[FieldSpec] = &[
@@ -298,7 +303,12 @@ const EVALUATION_RESPONSE_FIELDS: &[FieldSpec] = &[
         "keep",
         "a response cut at max_tokens: keep it (flagged truncated) or count it as failed",
     ),
-    opt("materialize", Bool, "true", "write the response files and sidecars (false: keep them in the store only)"),
+    opt(
+        "materialize",
+        Bool,
+        "true",
+        "write the response files and sidecars (false: keep them in the store only)",
+    ),
 ];
 
 /// A float that can live in hashed, compared values (compared by bits).

@@ -23,7 +23,6 @@ pub struct GenTasks {
     pub templates: Arc<Templates>,
     pub models: Arc<Models>,
     pub rows: Vec<GenTask>,
-    pub csv: Arc<str>,
 }
 
 pub const GENERATION_COLUMNS: &[&str] = &[
@@ -48,25 +47,30 @@ pub fn generation(combos: Arc<Combos>, templates: Arc<Templates>, models: Arc<Mo
             }
         }
     }
-    let csv = write_csv(
-        GENERATION_COLUMNS,
-        rows.iter().map(|r| {
-            let m = &models.models[r.model as usize];
-            vec![
-                &r.id,
-                &combos.combos[r.combo as usize].id,
-                &templates.rows[r.template as usize].id,
-                &m.id,
-                &m.model,
-            ]
-        }),
-    );
     GenTasks {
         combos,
         templates,
         models,
         rows,
-        csv: Arc::from(csv),
+    }
+}
+
+impl GenTasks {
+    /// `generation_tasks.csv`, built only when it has to be written.
+    pub fn csv(&self) -> String {
+        write_csv(
+            GENERATION_COLUMNS,
+            self.rows.iter().map(|r| {
+                let m = &self.models.models[r.model as usize];
+                vec![
+                    &r.id,
+                    &self.combos.combos[r.combo as usize].id,
+                    &self.templates.rows[r.template as usize].id,
+                    &m.id,
+                    &m.model,
+                ]
+            }),
+        )
     }
 }
 
@@ -90,7 +94,6 @@ pub struct EvalTasks {
     pub templates: Arc<Templates>,
     pub models: Arc<Models>,
     pub rows: Vec<EvalTask>,
-    pub csv: Arc<str>,
 }
 
 pub const EVALUATION_COLUMNS: &[&str] = &[
@@ -115,25 +118,30 @@ pub fn evaluation(generation: Arc<GenTasks>, templates: Arc<Templates>, models: 
             }
         }
     }
-    let csv = write_csv(
-        EVALUATION_COLUMNS,
-        rows.iter().map(|r| {
-            let m = &models.models[r.model as usize];
-            vec![
-                &r.id,
-                &generation.rows[r.generation as usize].id,
-                &templates.rows[r.template as usize].id,
-                &m.id,
-                &m.model,
-            ]
-        }),
-    );
     EvalTasks {
         generation,
         templates,
         models,
         rows,
-        csv: Arc::from(csv),
+    }
+}
+
+impl EvalTasks {
+    /// `evaluation_tasks.csv`, built only when it has to be written.
+    pub fn csv(&self) -> String {
+        write_csv(
+            EVALUATION_COLUMNS,
+            self.rows.iter().map(|r| {
+                let m = &self.models.models[r.model as usize];
+                vec![
+                    &r.id,
+                    &self.generation.rows[r.generation as usize].id,
+                    &self.templates.rows[r.template as usize].id,
+                    &m.id,
+                    &m.model,
+                ]
+            }),
+        )
     }
 }
 
