@@ -356,20 +356,8 @@ pub fn prompt_manifest(
     template_hash: Hash,
     undefined: Undefined,
 ) -> Manifest {
-    let mut m = Manifest::new(Kind::GenerationPrompt.name())
-        .param(
-            "undefined",
-            if undefined == Undefined::Strict {
-                "strict"
-            } else {
-                "lenient"
-            },
-        )
-        .input(Input {
-            name: "template".into(),
-            path: Some(template_path.to_owned()),
-            hash: template_hash,
-        });
+    let mut m =
+        crate::prompt::template_manifest(Kind::GenerationPrompt.name(), undefined, template_path, template_hash);
     for &i in &combos.combos[combo].members {
         let c = &combos.concepts[i as usize];
         m = m

@@ -313,25 +313,17 @@ pub fn plan_stage(
                         t
                     }
                 };
-                let m = Manifest::new(Kind::EvaluationPrompt.name())
-                    .param(
-                        "undefined",
-                        if undefined == Undefined::Strict {
-                            "strict"
-                        } else {
-                            "lenient"
-                        },
-                    )
-                    .input(Input {
-                        name: "template".into(),
-                        path: Some(t.0.clone()),
-                        hash: Hash::of(t.1.as_bytes()),
-                    })
-                    .input(Input {
-                        name: "response".into(),
-                        path: Some(ra.path.clone()),
-                        hash: *response_hash,
-                    });
+                let m = crate::prompt::template_manifest(
+                    Kind::EvaluationPrompt.name(),
+                    undefined,
+                    &t.0,
+                    Hash::of(t.1.as_bytes()),
+                )
+                .input(Input {
+                    name: "response".into(),
+                    path: Some(ra.path.clone()),
+                    hash: *response_hash,
+                });
                 let model = &evals.models.models[row.model as usize].model;
                 out.push(Artifact {
                     path: pattern.replace("{id}", &row.id),

@@ -20,6 +20,13 @@ pub enum Undefined {
 }
 
 impl Undefined {
+    pub fn name(self) -> &'static str {
+        match self {
+            Undefined::Strict => "strict",
+            Undefined::Lenient => "lenient",
+        }
+    }
+
     pub fn from_name(s: &str) -> Undefined {
         if s == "lenient" {
             Undefined::Lenient
@@ -27,6 +34,22 @@ impl Undefined {
             Undefined::Strict
         }
     }
+}
+
+/// The start of every prompt's manifest: its kind, how undefined variables render, the template.
+pub fn template_manifest(
+    kind: &str,
+    undefined: Undefined,
+    template_path: &str,
+    template_hash: crate::key::Hash,
+) -> crate::key::Manifest {
+    crate::key::Manifest::new(kind)
+        .param("undefined", undefined.name())
+        .input(crate::key::Input {
+            name: "template".into(),
+            path: Some(template_path.to_owned()),
+            hash: template_hash,
+        })
 }
 
 /// Compiles each template once and renders it many times.

@@ -215,40 +215,47 @@ const GENERATION_PROMPT_FIELDS: &[FieldSpec] = &[
 
 const LLM_FIELDS_DOC: &str = "provider to call: a name under `providers:`, or `auto` (see settings.provider)";
 
-const GENERATION_RESPONSE_FIELDS: &[FieldSpec] = &[
-    req("prompts", Ref(&[Kind::GenerationPrompt]), "the generation prompt stage"),
-    req(
-        "output",
-        OutputPattern,
-        "one response per task, e.g. data/3_generation/generation_responses/{id}.txt",
-    ),
-    opt("provider", Provider, "auto", LLM_FIELDS_DOC),
-    opt(
-        "temperature",
-        Float { min: 0.0, max: 2.0 },
-        "0.7",
-        "sampling temperature sent with every call",
-    ),
-    opt("max_tokens", Int { min: 1 }, "8192", "max_tokens sent with every call"),
-    opt(
-        "replicates",
-        Int { min: 1 },
-        "1",
-        "independent samples per task (ids get _run01, _run02, ...)",
-    ),
-    opt(
-        "on_truncation",
-        Choice(&["keep", "fail"]),
-        "keep",
-        "a response cut at max_tokens: keep it (flagged truncated) or count it as failed",
-    ),
-    opt(
-        "materialize",
-        Bool,
-        "true",
-        "write the response files and sidecars (false: keep them in the store only)",
-    ),
-];
+/// The fields of an LLM stage, which differ only in the prompt stage they read.
+macro_rules! llm_fields {
+    ($prompts:expr, $prompts_doc:expr, $output_doc:expr) => {
+        [
+            req("prompts", Ref(&[$prompts]), $prompts_doc),
+            req("output", OutputPattern, $output_doc),
+            opt("provider", Provider, "auto", LLM_FIELDS_DOC),
+            opt(
+                "temperature",
+                Float { min: 0.0, max: 2.0 },
+                "0.7",
+                "sampling temperature sent with every call",
+            ),
+            opt("max_tokens", Int { min: 1 }, "8192", "max_tokens sent with every call"),
+            opt(
+                "replicates",
+                Int { min: 1 },
+                "1",
+                "independent samples per task (ids get _run01, _run02, ...)",
+            ),
+            opt(
+                "on_truncation",
+                Choice(&["keep", "fail"]),
+                "keep",
+                "a response cut at max_tokens: keep it (flagged truncated) or count it as failed",
+            ),
+            opt(
+                "materialize",
+                Bool,
+                "true",
+                "write the response files and sidecars (false: keep them in the store only)",
+            ),
+        ]
+    };
+}
+
+const GENERATION_RESPONSE_FIELDS: &[FieldSpec] = &llm_fields!(
+    Kind::GenerationPrompt,
+    "the generation prompt stage",
+    "one response per task, e.g. data/3_generation/generation_responses/{id}.txt"
+);
 
 const EVALUATION_PROMPT_FIELDS: &[FieldSpec] = &[
     req("tasks", Ref(&[Kind::EvaluationTasks]), "the evaluation tasks stage"),
@@ -276,40 +283,11 @@ const EVALUATION_PROMPT_FIELDS: &[FieldSpec] = &[
     ),
 ];
 
-const EVALUATION_RESPONSE_FIELDS: &[FieldSpec] = &[
-    req("prompts", Ref(&[Kind::EvaluationPrompt]), "the evaluation prompt stage"),
-    req(
-        "output",
-        OutputPattern,
-        "one response per task, e.g. data/4_evaluation/evaluation_responses/{id}.txt",
-    ),
-    opt("provider", Provider, "auto", LLM_FIELDS_DOC),
-    opt(
-        "temperature",
-        Float { min: 0.0, max: 2.0 },
-        "0.7",
-        "sampling temperature sent with every call",
-    ),
-    opt("max_tokens", Int { min: 1 }, "8192", "max_tokens sent with every call"),
-    opt(
-        "replicates",
-        Int { min: 1 },
-        "1",
-        "independent samples per task (ids get _run01, _run02, ...)",
-    ),
-    opt(
-        "on_truncation",
-        Choice(&["keep", "fail"]),
-        "keep",
-        "a response cut at max_tokens: keep it (flagged truncated) or count it as failed",
-    ),
-    opt(
-        "materialize",
-        Bool,
-        "true",
-        "write the response files and sidecars (false: keep them in the store only)",
-    ),
-];
+const EVALUATION_RESPONSE_FIELDS: &[FieldSpec] = &llm_fields!(
+    Kind::EvaluationPrompt,
+    "the evaluation prompt stage",
+    "one response per task, e.g. data/4_evaluation/evaluation_responses/{id}.txt"
+);
 
 /// A float that can live in hashed, compared values (compared by bits).
 #[derive(Clone, Copy, Debug, PartialEq)]
