@@ -272,9 +272,12 @@ fn print_run(out: &mut impl Write, report: &engine::RunReport, dry_run: bool) {
         ("executed", "reused")
     };
     let mut total = (0, 0, 0, 0);
+    let mut noted = std::collections::HashSet::new();
     for s in &report.stages {
         for n in &s.notes {
-            let _ = writeln!(out, "note: {n}");
+            if noted.insert(n) {
+                let _ = writeln!(out, "note: {n}");
+            }
         }
         if s.executed + s.reused + s.unchanged + s.blocked == 0 && s.llm.is_none() {
             let _ = writeln!(out, "{:<24} {}", s.name, s.summary);
@@ -291,7 +294,7 @@ fn print_run(out: &mut impl Write, report: &engine::RunReport, dry_run: bool) {
         if s.blocked > 0 {
             let _ = write!(out, ", waiting for upstream {}", s.blocked);
         }
-        if s.computed > 0 && s.computed != s.executed {
+        if s.computed > 0 && s.computed < s.executed && s.kind.ends_with("_prompt") {
             let _ = write!(out, " ({} distinct)", s.computed);
         }
         if s.overwritten_edits > 0 {
