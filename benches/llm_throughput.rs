@@ -15,6 +15,7 @@
 //! - `DAYDREAM_BENCH_QUICK=1`             L = 16 with 24 concepts (2,024 calls, ~26 s instead of ~133 s)
 //! - `DAYDREAM_BENCH_LATENCY_MS=200`      the mock's latency
 //! - `DAYDREAM_BENCH_KEEP=1`              keep the project directories (their paths are printed)
+//! - `DAYDREAM_BENCH_VERBOSE=1`           print the output of each timed run (with its timing lines)
 //! - `DAYDREAM_BENCH_WRAP="perf record -g -o /tmp/dd.perf --"`  run the timed `daydream run` under a
 //!   profiler (its numbers then include the profiler's overhead)
 //!
@@ -162,6 +163,8 @@ fn cpu_times() -> (f64, f64) {
 }
 
 struct Out {
+    /// Just before the child was spawned.
+    started: Instant,
     stdout: String,
     stderr: String,
     wall: f64,
@@ -204,6 +207,7 @@ fn daydream_wrapped(dir: &Path, env: &[(&str, &str)], args: &[&str], wrap: &[Str
     let wall = t.elapsed().as_secs_f64();
     let (own1, ch1) = cpu_times();
     let out = Out {
+        started: t,
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         wall,
@@ -265,6 +269,8 @@ struct Row {
     stage_s: f64,
     ideal_s: f64,
     span_s: f64,
+    before_s: f64,
+    after_s: f64,
     cpu_run_us: f64,
     cpu_exec_us: f64,
     mock_cpu_us: f64,
@@ -301,13 +307,15 @@ impl Row {
 
     fn line(&self) -> String {
         format!(
-            "| {} | {} | {:.2} | {:.2} | {:.1}% | {:.2} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {} | {} |",
+            "| {} | {} | {:.2} | {:.2} | {:.1}% | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {} | {} |",
             self.limit,
             self.calls,
             self.stage_s,
             self.ideal_s,
             self.pct(),
             self.span_s,
+            self.before_s,
+            self.after_s,
             self.cpu_run_us,
             self.cpu_exec_us,
             self.mock_cpu_us,
@@ -319,7 +327,7 @@ impl Row {
     }
 }
 
-const HEADER: &str = "| L | calls | LLM stage wall s | ideal s | % of ideal | mock span s | daydream CPU µs/call | executor CPU µs/call | mock CPU µs/call | connections | rerun s | load avg before | target |\n|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|";
+const HEADER: &str = "| L | calls | LLM stage wall s | ideal s | % of ideal | mock span s | before first request s | after last answer s | daydream CPU µs/call | executor CPU µs/call | mock CPU µs/call | connections | rerun s | load avg before | target |\n|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|";
 
 fn measure(limit: usize, concepts: usize, latency: Duration) -> Row {
     let calls = comb(concepts, K);
@@ -331,6 +339,8 @@ fn measure(limit: usize, concepts: usize, latency: Duration) -> Row {
     make_project(dir, concepts, limit);
 
     let server = MockServer::start(move |r| Reply::echo(r).after(latency));
+    // the mock's clock (`Request::at`) starts within a millisecond before this
+    let server_started = Instant::now();
     let url = server.base_url();
     let env: Vec<(&str, &str)> = vec![
         ("OPENROUTER_BASE_URL", url.as_str()),
@@ -352,6 +362,9 @@ fn measure(limit: usize, concepts: usize, latency: Duration) -> Row {
         .map(|w| w.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default();
     let run = daydream_wrapped(dir, &env, &["run"], &wrap);
+    if std::env::var_os("DAYDREAM_BENCH_VERBOSE").is_some() {
+        eprintln!("L = {limit}, the timed run:\n{}{}", run.stdout, run.stderr);
+    }
     let (executed, _, _) = counts(&run.stdout, "generation_response");
     assert_eq!(executed, calls, "calls answered:\n{}\n{}", run.stdout, run.stderr);
     assert_eq!(server.count(), calls, "requests the mock saw");
@@ -360,6 +373,12 @@ fn measure(limit: usize, concepts: usize, latency: Duration) -> Row {
     let first = reqs.iter().map(|r| r.at).min().unwrap();
     let last = reqs.iter().map(|r| r.at).max().unwrap();
     let span_s = (last - first + latency).as_secs_f64();
+    // on the run's clock: when the first request arrived and the last answer left the mock
+    let spawned_at = run.started - server_started;
+    let first_req = first.as_secs_f64() - spawned_at.as_secs_f64();
+    let last_answer = (last + latency).as_secs_f64() - spawned_at.as_secs_f64();
+    let before_s = first_req - stage_mark(&run.stderr, "generation_prompt");
+    let after_s = stage_mark(&run.stderr, "generation_response") - last_answer;
     let connections = server.connections();
     drop(reqs);
 
@@ -378,6 +397,8 @@ fn measure(limit: usize, concepts: usize, latency: Duration) -> Row {
         stage_s,
         ideal_s: n * latency.as_secs_f64() / limit as f64,
         span_s,
+        before_s,
+        after_s,
         cpu_run_us: run.cpu * 1e6 / n,
         cpu_exec_us: (run.cpu - dry.cpu) * 1e6 / n,
         mock_cpu_us: run.own_cpu * 1e6 / n,
@@ -462,7 +483,9 @@ fn main() {
          - `requests_per_minute: 100000000` (no pacing to speak of)\n\
          - LLM stage wall: between the `DAYDREAM_TIMING` marks of `generation_prompt` and `generation_response` \
          (planning the calls, reading the prompts back, the calls, the commits); ideal = calls × latency / L; \
-         mock span: first request received → last request received + latency\n\
+         mock span: first request received → last request received + latency; before first request: from the \
+         start of the LLM stage (the `generation_prompt` mark) to the first request the mock received; after last \
+         answer: from the last answer leaving the mock to the end of the stage\n\
          - daydream CPU: user + system of the whole `daydream run` / calls; executor CPU: the same minus a \
          `daydream run --dry-run` of the same project; mock CPU: the bench process meanwhile\n\
          - rerun: wall of a second `daydream run` (process start to exit), every call cached\n\

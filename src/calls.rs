@@ -336,11 +336,15 @@ async fn dispatch(
     progress: &Progress,
     stage: &str,
 ) {
-    let client = match llm::client() {
-        Ok(c) => c,
+    // a setup failure stops every call; the loop below then records each as not started
+    let setup = llm::client()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        .and_then(|c| ep.prepare().map(|p| (c, Arc::new(p))));
+    let (client, prepared) = match setup {
+        Ok((c, p)) => (Some(c), Some(p)),
         Err(e) => {
-            limits.stop_all(&format!("cannot build the HTTP client: {e}"));
-            return;
+            limits.stop_all(&e);
+            (None, None)
         }
     };
     let ep = Arc::new(ep.clone());
@@ -380,9 +384,22 @@ async fn dispatch(
             not_started(Cause::Budget, "not started: the budget would be passed".into());
             continue;
         }
+        let (Some(client), Some(prepared)) = (&client, &prepared) else {
+            not_started(
+                Cause::Stopped,
+                "not started: the HTTP client could not be set up".into(),
+            );
+            continue;
+        };
         let permit = limits.in_flight.clone().acquire_owned().await.expect("semaphore open");
-        let (client, ep, limits, tx, counters) =
-            (client.clone(), ep.clone(), limits.clone(), tx.clone(), counters.clone());
+        let (client, ep, limits, tx, counters, prepared) = (
+            client.clone(),
+            ep.clone(),
+            limits.clone(),
+            tx.clone(),
+            counters.clone(),
+            prepared.clone(),
+        );
         let stage = stage.to_owned();
         set.spawn(async move {
             let _model_permit = match limits.model_sem(&call.spec.model) {
@@ -390,7 +407,15 @@ async fn dispatch(
                 None => None,
             };
             counters.in_flight.fetch_add(1, Ordering::Relaxed);
-            let outcome = llm::call(&client, &ep, &call.spec, &*limits, i as u64 ^ 0x5851_f42d_4c95_7f2d).await;
+            let outcome = llm::call(
+                &client,
+                &ep,
+                &prepared,
+                &call.spec,
+                &*limits,
+                i as u64 ^ 0x5851_f42d_4c95_7f2d,
+            )
+            .await;
             counters.in_flight.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
             let record = record_of(&call, &outcome, &ep, &stage);

@@ -161,25 +161,74 @@ pub enum Verdict {
 }
 
 /// Makes one request.
-pub async fn attempt(client: &reqwest::Client, ep: &Endpoint, call: &CallSpec) -> Verdict {
-    let body = json!({
-        "model": call.model,
-        "messages": messages(&call.prompt),
-        "temperature": call.temperature,
-        "max_tokens": call.max_tokens,
-    });
-    let url = format!("{}/chat/completions", ep.base_url.trim_end_matches('/'));
-    let mut req = client
-        .post(&url)
+/// The request body, serialized straight from borrowed fields (same JSON as `messages()` gives).
+#[derive(Serialize)]
+struct Body<'a> {
+    model: &'a str,
+    messages: [Message<'a>; 1],
+    temperature: f64,
+    max_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct Message<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+/// The per-provider parts of every request, built once.
+pub struct Prepared {
+    url: reqwest::Url,
+    headers: reqwest::header::HeaderMap,
+}
+
+impl Endpoint {
+    /// Parses the URL and headers once for all calls; an invalid one is a configuration error.
+    pub fn prepare(&self) -> Result<Prepared, String> {
+        let url = format!("{}/chat/completions", self.base_url.trim_end_matches('/'));
+        let url =
+            reqwest::Url::parse(&url).map_err(|e| format!("provider `{}`: bad base URL {url}: {e}", self.provider))?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static("application/json"),
+        );
+        if let Some(key) = &self.key {
+            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+                format!(
+                    "provider `{}`: the API key holds characters a header cannot",
+                    self.provider
+                )
+            })?;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        for (k, v) in &self.headers {
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| format!("provider `{}`: header {k}: {e}", self.provider))?;
+            let value = reqwest::header::HeaderValue::from_str(v)
+                .map_err(|e| format!("provider `{}`: header {k}: {e}", self.provider))?;
+            headers.insert(name, value);
+        }
+        Ok(Prepared { url, headers })
+    }
+}
+
+pub async fn attempt(client: &reqwest::Client, ep: &Endpoint, prepared: &Prepared, call: &CallSpec) -> Verdict {
+    let body = Body {
+        model: &call.model,
+        messages: [Message {
+            role: "user",
+            content: &call.prompt,
+        }],
+        temperature: call.temperature,
+        max_tokens: call.max_tokens,
+    };
+    let req = client
+        .post(prepared.url.clone())
         .timeout(ep.timeout)
-        .header("content-type", "application/json")
+        .headers(prepared.headers.clone())
         .body(serde_json::to_vec(&body).expect("json"));
-    if let Some(key) = &ep.key {
-        req = req.header("authorization", format!("Bearer {}", key.expose()));
-    }
-    for (k, v) in &ep.headers {
-        req = req.header(k.as_str(), v.as_str());
-    }
     let resp = match req.send().await {
         Ok(r) => r,
         Err(e) => return transport_error(&e),
@@ -468,6 +517,7 @@ pub fn backoff(ep: &Endpoint, n: u32, rng: &mut u64) -> Duration {
 pub async fn call(
     client: &reqwest::Client,
     ep: &Endpoint,
+    prepared: &Prepared,
     spec: &CallSpec,
     limiter: &impl Limiter,
     seed: u64,
@@ -503,7 +553,7 @@ pub async fn call(
             );
         }
         attempts += 1;
-        let verdict = attempt(client, ep, spec).await;
+        let verdict = attempt(client, ep, prepared, spec).await;
         let add_cost = |cost: &mut Option<f64>, r: &Option<Reply>| {
             if let Some(c) = r.as_ref().and_then(|r| r.cost) {
                 *cost = Some(cost.unwrap_or(0.0) + c);
