@@ -63,7 +63,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Delete stage outputs and forget their cached results (the combo registry is kept)
+    /// Delete stage outputs and forget their cached results (the combo registry is kept; LLM answers only when their stage is named)
     Clean {
         /// Stages to clean (default: all)
         stages: Vec<String>,
@@ -189,7 +189,27 @@ fn dispatch(root: &std::path::Path, command: Command) -> Result<i32, RunError> {
             let mut store = Store::open(&project.state_dir())?;
             let p = project.pipeline()?;
             let names: Vec<String> = if stages.is_empty() {
-                p.stages.iter().map(|s| s.name.clone()).collect()
+                {
+                    // paid answers go only when their stage is named
+                    let kept: Vec<&str> = p
+                        .stages
+                        .iter()
+                        .filter(|s| s.kind.is_llm())
+                        .map(|s| s.name.as_str())
+                        .collect();
+                    if !kept.is_empty() {
+                        let _ = writeln!(
+                            out,
+                            "keeping the paid LLM answers of {} (name a stage to clean it)",
+                            kept.join(", ")
+                        );
+                    }
+                    p.stages
+                        .iter()
+                        .filter(|s| !s.kind.is_llm())
+                        .map(|s| s.name.clone())
+                        .collect()
+                }
             } else {
                 for s in &stages {
                     p.closure(std::slice::from_ref(s))?;
@@ -207,7 +227,12 @@ fn dispatch(root: &std::path::Path, command: Command) -> Result<i32, RunError> {
                     .collect();
                 let paths = store.forget_stage(name, &keep)?;
                 let mut removed = 0;
-                for path in &paths {
+                let sidecars: Vec<String> = if stage.kind.is_llm() {
+                    paths.iter().map(|p| crate::calls::sidecar_path(p)).collect()
+                } else {
+                    Vec::new()
+                };
+                for path in sidecars.iter().chain(&paths) {
                     match std::fs::remove_file(project.root.join(path)) {
                         Ok(()) => removed += 1,
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -788,3 +788,29 @@ fn fault_soak_2000_calls() {
     assert_eq!(mock.count(), failed);
     assert_eq!(files(&s, "data/3_generation/generation_responses", ".txt").len(), tasks);
 }
+
+#[test]
+fn clean_keeps_paid_answers_unless_their_stage_is_named() {
+    let mock = MockServer::start(Reply::echo);
+    let s = small(&mock, &["vendor/a"], 4);
+    s.ok(&["run"]);
+    let out = s.ok(&["clean"]);
+    assert!(
+        out.contains("keeping the paid LLM answers of generation_response, evaluation_response"),
+        "{out}"
+    );
+    let n = mock.count();
+    s.ok(&["run"]);
+    assert_eq!(mock.count(), n, "no call after a plain clean");
+    assert_eq!(files(&s, "data/3_generation/generation_responses", ".txt").len(), 5);
+    s.ok(&["clean", "evaluation_response"]);
+    assert!(
+        std::fs::read_dir(s.path("data/4_evaluation/evaluation_responses"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "answers and sidecars gone"
+    );
+    s.ok(&["run"]);
+    assert_eq!(mock.count(), n + 5, "only the cleaned stage's calls are made again");
+}
