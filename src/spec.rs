@@ -199,19 +199,23 @@ const GENERATION_PROMPT_FIELDS: &[FieldSpec] = &[
         OutputPattern,
         "one file per task, e.g. data/3_generation/generation_prompts/{id}.txt",
     ),
-    opt(
-        "undefined",
-        Choice(&["strict", "lenient"]),
-        "strict",
-        "undefined template variables: error, or empty as the seed",
-    ),
-    opt(
-        "materialize",
-        Bool,
-        "true",
-        "write the prompt files (false: keep them in the store only)",
-    ),
+    UNDEFINED_FIELD,
+    PROMPT_MATERIALIZE_FIELD,
 ];
+
+const UNDEFINED_FIELD: FieldSpec = opt(
+    "undefined",
+    Choice(&["strict", "lenient"]),
+    "strict",
+    "undefined template variables: error, or empty as the seed",
+);
+
+const PROMPT_MATERIALIZE_FIELD: FieldSpec = opt(
+    "materialize",
+    Bool,
+    "true",
+    "write the prompt files (false: keep them in the store only)",
+);
 
 const LLM_FIELDS_DOC: &str = "provider to call: a name under `providers:`, or `auto` (see settings.provider)";
 
@@ -269,18 +273,8 @@ const EVALUATION_PROMPT_FIELDS: &[FieldSpec] = &[
         OutputPattern,
         "one file per task, e.g. data/4_evaluation/evaluation_prompts/{id}.txt",
     ),
-    opt(
-        "undefined",
-        Choice(&["strict", "lenient"]),
-        "strict",
-        "undefined template variables: error, or empty as the seed",
-    ),
-    opt(
-        "materialize",
-        Bool,
-        "true",
-        "write the prompt files (false: keep them in the store only)",
-    ),
+    UNDEFINED_FIELD,
+    PROMPT_MATERIALIZE_FIELD,
 ];
 
 const EVALUATION_RESPONSE_FIELDS: &[FieldSpec] = &llm_fields!(
