@@ -224,6 +224,28 @@ fn daydream_wrapped(dir: &Path, env: &[(&str, &str)], args: &[&str], wrap: &[Str
     out
 }
 
+/// When the mock's clock (`Request::at`) started, on this process's clock: one probe request,
+/// taken as received halfway through its round trip. The log is cleared afterwards.
+fn clock_of(server: &MockServer) -> Instant {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server.addr()).expect("probe: connect");
+    s.set_nodelay(true).unwrap();
+    let body = r#"{"model":"probe","messages":[]}"#;
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: probe\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let sent = Instant::now();
+    s.write_all(req.as_bytes()).expect("probe: write");
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).expect("probe: read");
+    let received = sent + (Instant::now() - sent) / 2;
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 1, "probe: the mock saw {} requests", reqs.len());
+    server.clear();
+    received - reqs[0].at
+}
+
 /// (executed, reused, unchanged) printed for a stage.
 fn counts(stdout: &str, stage: &str) -> (usize, usize, usize) {
     let line = stdout
@@ -338,9 +360,9 @@ fn measure(limit: usize, concepts: usize, latency: Duration) -> Row {
     let dir = work.path();
     make_project(dir, concepts, limit);
 
-    let server = MockServer::start(move |r| Reply::echo(r).after(latency));
-    // the mock's clock (`Request::at`) starts within a millisecond before this
-    let server_started = Instant::now();
+    let server = MockServer::start(|_| Reply::text("probe"));
+    let server_started = clock_of(&server);
+    server.set_behavior(move |r| Reply::echo(r).after(latency));
     let url = server.base_url();
     let env: Vec<(&str, &str)> = vec![
         ("OPENROUTER_BASE_URL", url.as_str()),
@@ -379,7 +401,7 @@ fn measure(limit: usize, concepts: usize, latency: Duration) -> Row {
     let last_answer = (last + latency).as_secs_f64() - spawned_at.as_secs_f64();
     let before_s = first_req - stage_mark(&run.stderr, "generation_prompt");
     let after_s = stage_mark(&run.stderr, "generation_response") - last_answer;
-    let connections = server.connections();
+    let connections = server.connections() - 1; // less the probe
     drop(reqs);
 
     // everything cached: no request, fast

@@ -814,3 +814,28 @@ fn clean_keeps_paid_answers_unless_their_stage_is_named() {
     s.ok(&["run"]);
     assert_eq!(mock.count(), n + 5, "only the cleaned stage's calls are made again");
 }
+
+#[test]
+fn the_key_and_base_url_can_come_from_dot_env() {
+    let mock = MockServer::start(Reply::echo);
+    let s = Space::shipped_with_llm();
+    s.write(
+        ".env",
+        &format!(
+            "# local settings\nexport OPENROUTER_API_KEY=\"{KEY}\"\nOPENROUTER_BASE_URL={}\n",
+            mock.base_url()
+        ),
+    );
+    let yaml = s.read("pipeline.yaml");
+    s.write(
+        "pipeline.yaml",
+        &format!("{}\n", &yaml[..yaml.find("\n  evaluation_prompt:").unwrap()]),
+    );
+    let out = s.ok(&["run"]);
+    assert_eq!(mock.count(), 25, "{out}");
+    assert_eq!(
+        mock.requests()[0].header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    assert!(!out.contains("local model"), "{out}");
+}
