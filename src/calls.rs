@@ -336,6 +336,7 @@ async fn dispatch(
     progress: &Progress,
     stage: &str,
 ) {
+    let _done = DoneOnDrop(tx.clone());
     // a setup failure stops every call; the loop below then records each as not started
     let setup = llm::client()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
@@ -430,7 +431,16 @@ async fn dispatch(
     while set.join_next().await.is_some() {
         progress.tick();
     }
-    let _ = tx.send(Msg::DispatchDone);
+}
+
+/// Tells the writer that no call will finish any more, also when dispatching panics (otherwise
+/// the writer and the file thread would wait for each other forever).
+struct DoneOnDrop(mpsc::Sender<Msg>);
+
+impl Drop for DoneOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(Msg::DispatchDone);
+    }
 }
 
 fn record_of(call: &PendingCall, o: &Outcome, ep: &Endpoint, stage: &str) -> CallRecord {
