@@ -293,6 +293,7 @@ struct Row {
     span_s: f64,
     before_s: f64,
     after_s: f64,
+    turnaround_ms: (f64, f64),
     cpu_run_us: f64,
     cpu_exec_us: f64,
     mock_cpu_us: f64,
@@ -329,7 +330,7 @@ impl Row {
 
     fn line(&self) -> String {
         format!(
-            "| {} | {} | {:.2} | {:.2} | {:.1}% | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {} | {} |",
+            "| {} | {} | {:.2} | {:.2} | {:.1}% | {:.2} | {:.2} | {:.2} | {:.1} / {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {} | {} |",
             self.limit,
             self.calls,
             self.stage_s,
@@ -338,6 +339,8 @@ impl Row {
             self.span_s,
             self.before_s,
             self.after_s,
+            self.turnaround_ms.0,
+            self.turnaround_ms.1,
             self.cpu_run_us,
             self.cpu_exec_us,
             self.mock_cpu_us,
@@ -349,7 +352,7 @@ impl Row {
     }
 }
 
-const HEADER: &str = "| L | calls | LLM stage wall s | ideal s | % of ideal | mock span s | before first request s | after last answer s | daydream CPU µs/call | executor CPU µs/call | mock CPU µs/call | connections | rerun s | load avg before | target |\n|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|";
+const HEADER: &str = "| L | calls | LLM stage wall s | ideal s | % of ideal | mock span s | before first request s | after last answer s | turnaround ms p50 / p99 | daydream CPU µs/call | executor CPU µs/call | mock CPU µs/call | connections | rerun s | load avg before | target |\n|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|";
 
 fn measure(limit: usize, concepts: usize, latency: Duration) -> Row {
     let calls = comb(concepts, K);
@@ -402,6 +405,27 @@ fn measure(limit: usize, concepts: usize, latency: Duration) -> Row {
     let before_s = first_req - stage_mark(&run.stderr, "generation_prompt");
     let after_s = stage_mark(&run.stderr, "generation_response") - last_answer;
     let connections = server.connections() - 1; // less the probe
+    // turnaround: from an answer leaving the mock to the next request on the same connection
+    // (the client's own delay between calls; connections are reused)
+    let mut by_conn: std::collections::HashMap<usize, Vec<Duration>> = std::collections::HashMap::new();
+    for r in &reqs {
+        by_conn.entry(r.conn).or_default().push(r.at);
+    }
+    let mut gaps: Vec<f64> = Vec::new();
+    for ats in by_conn.values_mut() {
+        ats.sort();
+        gaps.extend(
+            ats.windows(2)
+                .map(|w| (w[1].as_secs_f64() - (w[0] + latency).as_secs_f64()) * 1e3),
+        );
+    }
+    gaps.sort_by(f64::total_cmp);
+    let pick = |q: f64| {
+        gaps.get(((gaps.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let turnaround_ms = (pick(0.5), pick(0.99));
     drop(reqs);
 
     // everything cached: no request, fast
@@ -421,6 +445,7 @@ fn measure(limit: usize, concepts: usize, latency: Duration) -> Row {
         span_s,
         before_s,
         after_s,
+        turnaround_ms,
         cpu_run_us: run.cpu * 1e6 / n,
         cpu_exec_us: (run.cpu - dry.cpu) * 1e6 / n,
         mock_cpu_us: run.own_cpu * 1e6 / n,
@@ -507,7 +532,8 @@ fn main() {
          (planning the calls, reading the prompts back, the calls, the commits); ideal = calls × latency / L; \
          mock span: first request received → last request received + latency; before first request: from the \
          start of the LLM stage (the `generation_prompt` mark) to the first request the mock received; after last \
-         answer: from the last answer leaving the mock to the end of the stage\n\
+         answer: from the last answer leaving the mock to the end of the stage; turnaround: from an answer leaving \
+         the mock to the next request on the same connection (what each call adds to the latency)\n\
          - daydream CPU: user + system of the whole `daydream run` / calls; executor CPU: the same minus a \
          `daydream run --dry-run` of the same project; mock CPU: the bench process meanwhile\n\
          - rerun: wall of a second `daydream run` (process start to exit), every call cached\n\
