@@ -71,6 +71,7 @@ impl Store {
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
              PRAGMA mmap_size=1073741824;
+             PRAGMA wal_autocheckpoint=10000;
              CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS blobs(hash BLOB PRIMARY KEY, data BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS actions(
@@ -91,7 +92,6 @@ impl Store {
                 status TEXT NOT NULL,
                 record TEXT NOT NULL,
                 created_at TEXT NOT NULL);
-             CREATE INDEX IF NOT EXISTS calls_key ON calls(key);
              CREATE INDEX IF NOT EXISTS calls_stage ON calls(stage, task);
              CREATE TABLE IF NOT EXISTS superseded(
                 key BLOB NOT NULL,
