@@ -732,7 +732,8 @@ impl Session {
         e
     }
 
-    /// Makes the calls of one stage.
+    /// Makes the calls of one stage; `cached` is how many of its tasks the store already answered.
+    #[allow(clippy::too_many_arguments)]
     pub fn execute(
         &mut self,
         project: &crate::engine::Project,
@@ -741,6 +742,7 @@ impl Session {
         stage: &crate::spec::Stage,
         choice: &crate::llmstage::Choice,
         calls: Vec<PendingCall>,
+        cached: usize,
     ) -> Result<CallsSummary> {
         if self.rt.is_none() {
             self.rt = Some(
@@ -782,8 +784,7 @@ impl Session {
             .entry(p.name.clone())
             .or_insert_with(|| Arc::new(RunLimits::new(p, self.budget, self.money.clone())))
             .clone();
-        let cached = 0;
-        let progress = Progress::new(&stage.name, calls.len() as u64, cached);
+        let progress = Progress::new(&stage.name, calls.len() as u64, cached as u64);
         let truncation_fails = stage.str("on_truncation") == "fail";
         let rt = self.rt.as_ref().expect("runtime");
         let summary = execute(

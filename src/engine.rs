@@ -266,29 +266,22 @@ fn source_manifest(stage: &Stage, value: &StageValue, which: &Source) -> Manifes
 }
 
 fn artifacts(stage: &Stage, value: &StageValue) -> Vec<Artifact> {
-    let table = |path: &str, csv: &Arc<str>, source: Source| {
-        let mut a = Artifact {
-            path: path.to_owned(),
-            task: None,
-            key: Hash([0; 32]),
-            source,
-            materialize: true,
-            model: None,
-            manifest: None,
-        };
-        if let Source::Table(_) = a.source {
-            a.source = Source::Table(csv.clone());
-        }
-        a.key = source_manifest(stage, value, &a.source).key();
-        a
+    let table = |path: &str, source: Source| Artifact {
+        path: path.to_owned(),
+        task: None,
+        key: source_manifest(stage, value, &source).key(),
+        source,
+        materialize: true,
+        model: None,
+        manifest: None,
     };
     match value {
         StageValue::Combos(c) => vec![
-            table(stage.str("registry"), &c.csv, Source::Registry),
-            table(stage.str("output"), &c.csv, Source::Table(c.csv.clone())),
+            table(stage.str("registry"), Source::Registry),
+            table(stage.str("output"), Source::Table(c.csv.clone())),
         ],
         StageValue::GenTasks(_) | StageValue::EvalTasks(_) => {
-            vec![table(stage.str("output"), &Arc::from(""), Source::TaskTable)]
+            vec![table(stage.str("output"), Source::TaskTable)]
         }
         StageValue::Prompts(p) => {
             let pattern = stage.str("output");
@@ -749,7 +742,15 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
                 write_stage(project, store, sp, &artifacts, &prep, &tmp)?;
                 if !calls.is_empty() {
                     choice.require_key()?;
-                    let summary = llm.execute(project, store, &tmp, &sp.stage, choice, calls)?;
+                    let summary = llm.execute(
+                        project,
+                        store,
+                        &tmp,
+                        &sp.stage,
+                        choice,
+                        calls,
+                        report.cached_by_model.values().sum(),
+                    )?;
                     report.executed = summary.tasks_answered;
                     report.failed = summary.tasks_failed;
                     report.calls = Some(summary);

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::engine::{Artifact, Plan, Project, RunError, artifact_manifest};
+use crate::engine::{Artifact, Project, RunError, artifact_manifest};
 use crate::fsutil;
 use crate::key::{Hash, Manifest};
 use crate::store::Store;
@@ -94,7 +94,6 @@ pub fn explain(project: &Project, store: &mut Store, target: &str) -> Result<Vec
         out.push(explain_one(
             project,
             store,
-            &plan,
             &p,
             planned.get(&p).copied(),
             records.get(&p),
@@ -106,7 +105,6 @@ pub fn explain(project: &Project, store: &mut Store, target: &str) -> Result<Vec
 fn explain_one(
     project: &Project,
     store: &Store,
-    _plan: &Plan,
     path: &str,
     planned: Option<(&crate::engine::StagePlan, &Artifact)>,
     record: Option<&crate::store::OutputRecord>,
