@@ -19,6 +19,7 @@ pub mod local;
 pub mod models;
 pub mod progress;
 pub mod prompt;
+pub mod pyfmt;
 pub mod spec;
 pub mod store;
 pub mod table;
