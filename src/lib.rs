@@ -17,6 +17,7 @@ pub mod llm;
 pub mod llmstage;
 pub mod local;
 pub mod models;
+pub mod parsing;
 pub mod progress;
 pub mod prompt;
 pub mod pyfmt;
