@@ -75,6 +75,9 @@ pub struct CallRecord {
     pub attempts: u32,
     pub timestamp: String,
     pub key: Hash,
+    /// The file this answer was adopted from by `daydream import` (no call was made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported_from: Option<String>,
 }
 
 /// Run-wide limits shared by every LLM stage of a run.
@@ -472,6 +475,7 @@ fn record_of(call: &PendingCall, o: &Outcome, ep: &Endpoint, stage: &str) -> Cal
         attempts: o.attempts,
         timestamp: crate::clock::now_utc(),
         key: call.key,
+        imported_from: None,
     }
 }
 

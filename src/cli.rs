@@ -4,11 +4,13 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::engine::{self, Project, RunError, RunOptions};
 use crate::explain;
 use crate::fsutil::ProjectLock;
+use crate::spec::Kind;
 use crate::store::Store;
 
 #[derive(Parser)]
@@ -73,6 +75,31 @@ enum Command {
         /// Graphviz dot format
         #[arg(long)]
         dot: bool,
+    },
+    /// Parse the score of one evaluation response, to check a rubric's output format by hand
+    #[command(name = "parse-score")]
+    ParseScore {
+        /// in_last_line (the active rubrics) or complex (the legacy ones)
+        #[arg(long, default_value = "in_last_line", value_name = "STRATEGY")]
+        strategy: String,
+        /// The valid score range, inclusive
+        #[arg(long, default_value = "0-10", value_name = "MIN-MAX")]
+        range: String,
+        /// The response text (`-` for standard input)
+        #[arg(default_value = "-")]
+        file: PathBuf,
+    },
+    /// Rewrite every results table (scores, analyses, summaries, ledgers) from the task tables and response files on disk; no call, no store
+    #[command(name = "rebuild-results")]
+    RebuildResults,
+    /// Adopt the responses a data/ directory of the original pipeline holds, so that no run pays for them again
+    Import {
+        /// The original's data/ directory (or the project directory holding it)
+        #[arg(value_name = "DIR")]
+        from: PathBuf,
+        /// The provider the original called (default: the first remote provider of pipeline.yaml)
+        #[arg(long, value_name = "NAME")]
+        provider: Option<String>,
     },
 }
 
@@ -218,11 +245,15 @@ fn dispatch(root: &std::path::Path, command: Command) -> Result<i32, RunError> {
             };
             for name in &names {
                 let stage = p.stage(name).expect("validated");
+                // ledgers (the combo registry, the cross-experiment results) hold other runs' rows
+                let ledgers = &crate::results::CROSS_TABLES[..3];
                 let keep: Vec<&str> = stage
                     .kind
                     .fields()
                     .iter()
-                    .filter(|f| f.name == "registry")
+                    .filter(|f| {
+                        f.name == "registry" || (stage.kind == Kind::CrossExperiment && ledgers.contains(&f.name))
+                    })
                     .map(|f| stage.str(f.name))
                     .collect();
                 let paths = store.forget_stage(name, &keep)?;
@@ -255,6 +286,46 @@ fn dispatch(root: &std::path::Path, command: Command) -> Result<i32, RunError> {
             );
             Ok(0)
         }
+        // a relative FILE is relative to -C DIR, like every path daydream reads
+        Command::ParseScore { strategy, range, file } if file.as_os_str() != "-" => {
+            parse_score(&mut out, &strategy, &range, &root.join(file))
+        }
+        Command::ParseScore { strategy, range, file } => parse_score(&mut out, &strategy, &range, &file),
+        Command::RebuildResults => {
+            let r = crate::rebuild::rebuild(root)?;
+            let _ = writeln!(
+                out,
+                "{} evaluation responses: {} scored, {} unparseable, {} missing; {} generation responses",
+                r.evaluation_tasks, r.scored, r.unparseable, r.missing, r.generation_responses
+            );
+            if r.written.is_empty() {
+                let _ = writeln!(out, "every results table is already up to date");
+            }
+            for w in &r.written {
+                let _ = writeln!(out, "wrote {w}");
+            }
+            Ok(0)
+        }
+        Command::Import { from, provider } => {
+            let project = Project::open(root)?;
+            let _lock = ProjectLock::acquire(&project.state_dir())?;
+            let mut store = Store::open(&project.state_dir())?;
+            let stages = crate::import::import(&project, &mut store, &root.join(from), provider.as_deref())?;
+            for s in &stages {
+                let _ = writeln!(
+                    out,
+                    "{:<24} adopted {}, already in the store {}, left alone {}",
+                    s.stage,
+                    s.adopted,
+                    s.already,
+                    s.skipped.len()
+                );
+                for (file, why) in &s.skipped {
+                    let _ = writeln!(out, "    {file}: {why}");
+                }
+            }
+            Ok(0)
+        }
         Command::Dag { dot } => {
             let project = Project::open(root)?;
             let p = project.pipeline()?;
@@ -282,6 +353,35 @@ fn dispatch(root: &std::path::Path, command: Command) -> Result<i32, RunError> {
                 }
             }
             Ok(0)
+        }
+    }
+}
+
+fn parse_score(out: &mut impl Write, strategy: &str, range: &str, file: &std::path::Path) -> Result<i32, RunError> {
+    use crate::diag::Diag;
+    use crate::parsing::{ScoreRange, ScoreStrategy};
+    let strategy = ScoreStrategy::from_name(strategy).ok_or_else(|| {
+        Diag::new(format!("unknown --strategy `{strategy}`")).help("the strategies are in_last_line and complex")
+    })?;
+    let range = ScoreRange::parse(range).map_err(|e| {
+        Diag::new(format!("bad --range `{range}`: {e}")).help("write the inclusive range as MIN-MAX, e.g. 0-9")
+    })?;
+    let bytes = if file.as_os_str() == "-" {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).context("reading standard input")?;
+        b
+    } else {
+        std::fs::read(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let text = crate::text::universal_newlines(String::from_utf8_lossy(&bytes).into_owned());
+    match crate::parsing::parse_score(&text, strategy, range) {
+        Ok(score) => {
+            let _ = writeln!(out, "{}", crate::pyfmt::float_repr(score));
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            Ok(1)
         }
     }
 }

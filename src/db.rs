@@ -233,7 +233,13 @@ fn stage_of(db: &dyn Db, project: ProjectInput, name: &str) -> Result<(Arc<Pipel
 pub fn stage_value<'db>(db: &'db dyn Db, project: ProjectInput, name: StageName<'db>) -> Result<StageValue, Diag> {
     let (p, stage) = stage_of(db, project, name.name(db))?;
     Ok(match stage.kind {
-        Kind::GenerationResponse | Kind::EvaluationPrompt | Kind::EvaluationResponse => StageValue::Dynamic,
+        Kind::GenerationResponse
+        | Kind::EvaluationPrompt
+        | Kind::EvaluationResponse
+        | Kind::ParsedGenerationResponses
+        | Kind::ParsedScores
+        | Kind::Summaries
+        | Kind::CrossExperiment => StageValue::Dynamic,
         Kind::Concepts => {
             let path = stage.str("metadata");
             let text = require_text(db, path, "concepts metadata")?;

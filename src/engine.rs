@@ -159,6 +159,13 @@ pub enum Source {
     },
     /// An LLM call on the prompt with this content hash.
     Call { prompt: Hash, prompt_path: String },
+    /// The essay extracted from the generation response with this content hash.
+    Essay {
+        response: Hash,
+        strategy: crate::parsing::EssayStrategy,
+    },
+    /// Output `part` of a job that computes several outputs at once (the results tables).
+    Job { job: Arc<crate::results::Job>, part: usize },
 }
 
 /// Hashes any value whose `Hash` impl is structural: the content hash of in-memory stage values.
@@ -451,6 +458,12 @@ struct Prepared {
     computed: HashMap<Hash, Arc<[u8]>>,
     /// The registry's new text, when it changes.
     registry: Option<String>,
+    /// What is known of how a new key's content was made (JSON, kept as the action's info).
+    info: HashMap<Hash, String>,
+    /// Further actions computed on the way (cached score parses).
+    actions: Vec<(Manifest, Arc<[u8]>)>,
+    /// Lines for the run's summary of this stage.
+    notes: Vec<String>,
 }
 
 /// Content of an output by its hash: computed in this run, or from the store.
@@ -495,7 +508,19 @@ fn prepare(
     let mut computed: HashMap<Hash, Arc<[u8]>> = HashMap::new();
     let mut registry = None;
     let mut renderer: Option<Renderer> = None;
+    let mut info: HashMap<Hash, String> = HashMap::new();
+    let mut actions = Vec::new();
+    let mut notes = Vec::new();
     for (a, st) in artifacts.iter().zip(standing.iter_mut()) {
+        // A ledger holds other experiments' rows too: when its file is not what daydream last
+        // wrote, merge this experiment's rows into what it holds rather than restore it.
+        if let Source::Job { job, .. } = &a.source
+            && job.is_ledger()
+            && st.0 == Standing::Restore
+            && root.join(&a.path).is_file()
+        {
+            *st = (Standing::Execute, false);
+        }
         match &a.source {
             Source::Registry
                 if records.get(&a.path).is_some_and(|r| {
@@ -587,6 +612,33 @@ fn prepare(
                 )?;
                 computed.insert(a.key, Arc::from(text.into_bytes()));
             }
+            Source::Essay { response, strategy } => {
+                let text = content_of(store, done, response)?
+                    .with_context(|| format!("the store lost the response read by {}", a.path))?;
+                let (essay, how) = crate::results::essay(&String::from_utf8_lossy(&text), *strategy);
+                computed.insert(a.key, Arc::from(essay.into_bytes()));
+                info.insert(a.key, how);
+            }
+            Source::Job { job, part } => {
+                let existing = |path: &str| -> Result<Option<String>> {
+                    let full = root.join(path);
+                    match std::fs::read(&full) {
+                        Ok(b) => Ok(Some(
+                            crate::text::decode(b, &full).with_context(|| format!("reading {path}"))?,
+                        )),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                        Err(e) => Err(anyhow::Error::new(e).context(format!("reading {path}"))),
+                    }
+                };
+                let (out, fresh) = job
+                    .run(store, done, &existing)
+                    .with_context(|| format!("computing {}", a.path))?;
+                if fresh {
+                    actions.extend(out.actions.iter().cloned());
+                    notes.extend(out.notes.iter().cloned());
+                }
+                computed.insert(a.key, out.parts[*part].clone());
+            }
         }
     }
     Ok(Prepared {
@@ -595,6 +647,9 @@ fn prepare(
         known,
         computed,
         registry,
+        info,
+        actions,
+        notes,
     })
 }
 
@@ -663,6 +718,7 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
     }
     phase("prepared");
     llmstage::preflight(project, &plan)?;
+    crate::results::preflight(&plan)?;
     let tmp = if opts.dry_run {
         PathBuf::new()
     } else {
@@ -696,10 +752,20 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
         let (artifacts, mut prep) = match prep {
             Some(prep) => (static_artifacts, prep),
             None => {
-                let (artifacts, blocked) = llmstage::plan_stage(project, &plan, &sp.stage, &done, choice)?;
+                let (artifacts, blocked) = match sp.stage.kind {
+                    Kind::ParsedGenerationResponses => crate::results::plan_essays(&plan, &sp.stage, &done)?,
+                    Kind::ParsedScores => (crate::results::plan_scores(&plan, &sp.stage, &done)?, 0),
+                    Kind::Summaries => crate::results::plan_summaries(&plan, &sp.stage, &done)?,
+                    Kind::CrossExperiment => crate::results::plan_cross(&plan, &sp.stage, &done)?,
+                    _ => llmstage::plan_stage(project, &plan, &sp.stage, &done, choice)?,
+                };
                 report.blocked = blocked;
                 report.summary = match sp.stage.kind {
                     Kind::EvaluationPrompt => format!("{} prompts", artifacts.len()),
+                    Kind::ParsedGenerationResponses => format!("{} essays", artifacts.len()),
+                    Kind::ParsedScores | Kind::Summaries | Kind::CrossExperiment => {
+                        format!("{} tables", artifacts.len())
+                    }
                     _ => format!("{} calls", artifacts.len()),
                 };
                 let refresh = opts.refresh.contains(&sp.stage.name);
@@ -716,6 +782,7 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
             report.overwritten_edits += usize::from(*edited);
         }
         report.computed = prep.computed.len();
+        report.notes.append(&mut prep.notes);
         if let Some(choice) = choice {
             for (a, st) in artifacts.iter().zip(&prep.standing) {
                 if st.0 != Standing::Execute {
@@ -817,18 +884,23 @@ fn write_stage(
     let name = &sp.stage.name;
     // 1. New actions and their content, durably, before any file.
     let mut seen = std::collections::HashSet::new();
-    let manifests: Vec<(Manifest, Arc<[u8]>)> = artifacts
+    type New<'i> = (Manifest, Arc<[u8]>, Option<&'i str>);
+    let mut manifests: Vec<New> = artifacts
         .iter()
         .filter(|a| !matches!(a.source, Source::Registry))
         .filter_map(|a| {
-            prep.computed
-                .get(&a.key)
-                .filter(|_| seen.insert(a.key))
-                .map(|c| (artifact_manifest(&sp.stage, &sp.value, a), c.clone()))
+            prep.computed.get(&a.key).filter(|_| seen.insert(a.key)).map(|c| {
+                (
+                    artifact_manifest(&sp.stage, &sp.value, a),
+                    c.clone(),
+                    prep.info.get(&a.key).map(String::as_str),
+                )
+            })
         })
         .collect();
+    manifests.extend(prep.actions.iter().map(|(m, c)| (m.clone(), c.clone(), None)));
     if !manifests.is_empty() {
-        store.put_actions(name, manifests.iter().map(|(m, c)| (m, &c[..])))?;
+        store.put_actions_with_info(name, manifests.iter().map(|(m, c, i)| (m, &c[..], *i)))?;
     }
     // 2. Files.
     let mut jobs: Vec<(&Artifact, Arc<[u8]>)> = Vec::new();

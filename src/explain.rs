@@ -25,6 +25,10 @@ pub struct Explanation {
     pub call: Option<serde_json::Value>,
     /// For LLM responses: the prompt file that was sent.
     pub prompt: Option<String>,
+    /// For other computed outputs: what is known of how they were made (an essay's parser,
+    /// the strategy used and whether it fell back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub how: Option<serde_json::Value>,
     pub status: Status,
 }
 
@@ -194,12 +198,19 @@ fn explain_one(
         _ => None,
     }
     .and_then(|r| serde_json::from_str(&r).ok());
+    let how = match planned {
+        Some((sp, a)) if !sp.stage.kind.is_llm() => store
+            .action_info(&record.map_or(a.key, |r| r.key))?
+            .and_then(|r| serde_json::from_str(&r).ok()),
+        _ => None,
+    };
     let prompt = planned.and_then(|(_, a)| match &a.source {
         crate::engine::Source::Call { prompt_path, .. } => Some(prompt_path.clone()),
         _ => None,
     });
     Ok(Explanation {
         call,
+        how,
         prompt,
         path: path.to_owned(),
         kind: shown
@@ -249,7 +260,27 @@ impl std::fmt::Display for Explanation {
         if let Some(p) = &self.prompt {
             writeln!(f, "  prompt   {p}")?;
         }
-        if let Some(c) = &self.call {
+        if let Some(serde_json::Value::Object(how)) = &self.how {
+            let parts: Vec<String> = how
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) => format!("{k}={s}"),
+                    v => format!("{k}={v}"),
+                })
+                .collect();
+            writeln!(f, "  how      {}", parts.join(" "))?;
+        }
+        if let Some(c) = &self.call
+            && let Some(from) = c["imported_from"].as_str()
+        {
+            writeln!(
+                f,
+                "  call     imported from {from}: {} via {} (the original pipeline's answer; no tokens or cost recorded)",
+                c["model_requested"].as_str().unwrap_or("?"),
+                c["provider"].as_str().unwrap_or("?"),
+            )?;
+        } else if let Some(c) = &self.call {
             let num = |k: &str| c[k].as_u64().map_or("?".into(), |n| n.to_string());
             let cost = match (c["cost_usd"].as_f64(), c["cost_estimated_usd"].as_f64()) {
                 (Some(x), _) => format!("cost ${x:.6}"),

@@ -283,10 +283,12 @@ pub fn plan_stage(
                 unreachable!("validated kind")
             };
             let responses = &done[stage.str("responses")];
-            let n = plan
+            // replicates are those of the generation stage, also behind parsed essays
+            let essays = plan
                 .pipeline
                 .stage(stage.str("responses"))
-                .map_or(1, |s| s.int("replicates") as u32);
+                .expect("validated reference");
+            let n = crate::results::raw_generation(&plan.pipeline, essays).int("replicates") as u32;
             let by_task: HashMap<&str, &Artifact> = responses
                 .artifacts
                 .iter()

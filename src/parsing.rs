@@ -460,10 +460,7 @@ pub fn validate_essay(text: &str) -> EssayCheck {
         };
     }
     // Python's `str.split()`: runs of its whitespace, which includes U+001C..U+001F.
-    let word_count = text
-        .split(crate::text::is_py_space)
-        .filter(|w| !w.is_empty())
-        .count();
+    let word_count = text.split(crate::text::is_py_space).filter(|w| !w.is_empty()).count();
     let has_paragraphs = text.contains("\n\n");
     let has_sentences = text.contains('.');
     let is_valid = word_count > 50 && has_paragraphs && has_sentences;

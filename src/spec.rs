@@ -26,6 +26,10 @@ pub enum Kind {
     GenerationResponse,
     EvaluationPrompt,
     EvaluationResponse,
+    ParsedGenerationResponses,
+    ParsedScores,
+    Summaries,
+    CrossExperiment,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -93,6 +97,10 @@ impl Kind {
         Kind::GenerationResponse,
         Kind::EvaluationPrompt,
         Kind::EvaluationResponse,
+        Kind::ParsedGenerationResponses,
+        Kind::ParsedScores,
+        Kind::Summaries,
+        Kind::CrossExperiment,
     ];
 
     pub fn name(self) -> &'static str {
@@ -107,6 +115,10 @@ impl Kind {
             Kind::GenerationResponse => "generation_response",
             Kind::EvaluationPrompt => "evaluation_prompt",
             Kind::EvaluationResponse => "evaluation_response",
+            Kind::ParsedGenerationResponses => "parsed_generation_responses",
+            Kind::ParsedScores => "parsed_scores",
+            Kind::Summaries => "summaries",
+            Kind::CrossExperiment => "cross_experiment",
         }
     }
 
@@ -131,6 +143,10 @@ impl Kind {
             Kind::GenerationResponse => GENERATION_RESPONSE_FIELDS,
             Kind::EvaluationPrompt => EVALUATION_PROMPT_FIELDS,
             Kind::EvaluationResponse => EVALUATION_RESPONSE_FIELDS,
+            Kind::ParsedGenerationResponses => PARSED_GENERATION_FIELDS,
+            Kind::ParsedScores => PARSED_SCORES_FIELDS,
+            Kind::Summaries => SUMMARIES_FIELDS,
+            Kind::CrossExperiment => CROSS_EXPERIMENT_FIELDS,
         }
     }
 }
@@ -265,8 +281,8 @@ const EVALUATION_PROMPT_FIELDS: &[FieldSpec] = &[
     req("tasks", Ref(&[Kind::EvaluationTasks]), "the evaluation tasks stage"),
     req(
         "responses",
-        Ref(&[Kind::GenerationResponse]),
-        "the generation response stage whose essays are judged",
+        Ref(&[Kind::ParsedGenerationResponses, Kind::GenerationResponse]),
+        "the essays judged: a parsed_generation_responses stage (or raw generation responses)",
     ),
     req(
         "output",
@@ -282,6 +298,73 @@ const EVALUATION_RESPONSE_FIELDS: &[FieldSpec] = &llm_fields!(
     "the evaluation prompt stage",
     "one response per task, e.g. data/4_evaluation/evaluation_responses/{id}.txt"
 );
+
+const PARSED_GENERATION_FIELDS: &[FieldSpec] = &[
+    req(
+        "responses",
+        Ref(&[Kind::GenerationResponse]),
+        "the generation response stage whose essays are extracted",
+    ),
+    req(
+        "output",
+        OutputPattern,
+        "one essay per task, e.g. data/3_generation/parsed_generation_responses/{id}.txt",
+    ),
+    opt(
+        "materialize",
+        Bool,
+        "true",
+        "write the essay files (false: keep them in the store only)",
+    ),
+];
+
+const PARSED_SCORES_FIELDS: &[FieldSpec] = &[
+    req(
+        "responses",
+        Ref(&[Kind::EvaluationResponse]),
+        "the evaluation response stage whose scores are parsed",
+    ),
+    req("output", Output, "one row per evaluation task (parsed_scores.csv)"),
+];
+
+const SUMMARIES_FIELDS: &[FieldSpec] = &[
+    req("scores", Ref(&[Kind::ParsedScores]), "the parsed_scores stage"),
+    req("evaluator_agreement", Output, "evaluator_agreement_analysis.csv"),
+    req("variance", Output, "comprehensive_variance_analysis.csv"),
+    req("generation_pivot", Output, "generation_scores_pivot.csv"),
+    req("final_results", Output, "final_results.csv"),
+    req("perfect_paths", Output, "perfect_score_paths.csv"),
+    req("model_template_pivot", Output, "evaluation_model_template_pivot.csv"),
+];
+
+const CROSS_EXPERIMENT_FIELDS: &[FieldSpec] = &[
+    req("scores", Ref(&[Kind::ParsedScores]), "the parsed_scores stage"),
+    req(
+        "generation_responses",
+        Ref(&[Kind::GenerationResponse]),
+        "the generation response stage",
+    ),
+    req(
+        "generation_results",
+        Output,
+        "one row per generation response ever recorded (generation_results.csv)",
+    ),
+    req(
+        "evaluation_results",
+        Output,
+        "one row per evaluation response ever recorded (evaluation_results.csv)",
+    ),
+    req(
+        "filtered_evaluation_results",
+        Output,
+        "every recorded evaluation with its parsed score (filtered_evaluation_results.csv)",
+    ),
+    req(
+        "template_version_comparison",
+        Output,
+        "score per essay and evaluation template (template_version_comparison_pivot.csv)",
+    ),
+];
 
 /// A float that can live in hashed, compared values (compared by bits).
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -172,6 +172,17 @@ impl Store {
         Ok(st.query_row([&hash.0[..]], |r| r.get(0)).optional()?)
     }
 
+    /// Size in bytes of a blob, without reading it.
+    pub fn blob_size(&self, hash: &Hash) -> Result<Option<u64>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT length(data) FROM blobs WHERE hash=?1")?;
+        Ok(st
+            .query_row([&hash.0[..]], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|n| n as u64))
+    }
+
     /// Stores content that no action names (the combo registry, which is a ledger, not a function
     /// of its inputs).
     pub fn put_blob(&mut self, bytes: &[u8]) -> Result<Hash> {
@@ -189,19 +200,28 @@ impl Store {
         stage: &str,
         items: impl IntoIterator<Item = (&'a Manifest, &'a [u8])>,
     ) -> Result<()> {
+        self.put_actions_with_info(stage, items.into_iter().map(|(m, b)| (m, b, None)))
+    }
+
+    /// Records actions, their output blobs and what is known of how each was made (`info`, JSON).
+    pub fn put_actions_with_info<'a>(
+        &mut self,
+        stage: &str,
+        items: impl IntoIterator<Item = (&'a Manifest, &'a [u8], Option<&'a str>)>,
+    ) -> Result<()> {
         let now = crate::clock::now_utc();
         let tx = self.conn.transaction()?;
         {
             let mut blob = tx.prepare_cached("INSERT OR IGNORE INTO blobs(hash, data) VALUES(?1, ?2)")?;
             let mut act = tx.prepare_cached(
-                "INSERT OR REPLACE INTO actions(key, stage, kind, manifest, output, created_at) VALUES(?1,?2,?3,?4,?5,?6)",
+                "INSERT OR REPLACE INTO actions(key, stage, kind, manifest, output, created_at, info) VALUES(?1,?2,?3,?4,?5,?6,?7)",
             )?;
-            for (manifest, bytes) in items {
+            for (manifest, bytes, info) in items {
                 let out = Hash::of(bytes);
                 blob.execute(params![&out.0[..], bytes])?;
                 let json = manifest.to_json();
                 let key = Hash::of(json.as_bytes());
-                act.execute(params![&key.0[..], stage, manifest.kind, json, &out.0[..], now])?;
+                act.execute(params![&key.0[..], stage, manifest.kind, json, &out.0[..], now, info])?;
             }
         }
         tx.commit().context("committing actions to the store")?;

@@ -11,6 +11,12 @@ pub struct TemplateRow {
     pub active: bool,
     /// Path of the template text, relative to the project.
     pub path: String,
+    /// The `parser` column: how responses to this template are parsed (empty: the seed's choice).
+    pub parser: Option<String>,
+    /// The `score_range` column of an evaluation template, e.g. `0-9` (empty: `0-10`).
+    pub score_range: Option<String>,
+    /// Line of the row in the CSV, for messages.
+    pub line: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -34,6 +40,13 @@ pub fn load(csv_path: &str, text: &str, dir: &str, exists: impl Fn(&str) -> bool
     let t = Table::parse(csv_path, text)?;
     let id_col = t.require("template_id")?;
     let active_flags = t.column("active").map(|c| t.bool_column(c));
+    let parser_col = t.column("parser");
+    let range_col = t.column("score_range");
+    let optional = |row, col: Option<usize>| {
+        col.map(|c| crate::text::py_strip(t.get(row, c)))
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
     let mut rows: Vec<TemplateRow> = Vec::new();
     for (i, row) in t.rows.iter().enumerate() {
         let id = t.non_empty(row, id_col)?;
@@ -59,6 +72,9 @@ pub fn load(csv_path: &str, text: &str, dir: &str, exists: impl Fn(&str) -> bool
             id: id.to_owned(),
             active,
             path,
+            parser: optional(row, parser_col),
+            score_range: optional(row, range_col),
+            line: row.line,
         });
     }
     Ok(Templates {

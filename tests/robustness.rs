@@ -97,14 +97,24 @@ fn a_second_process_is_refused_while_the_first_holds_the_lock() {
 #[test]
 fn two_concurrent_runs_on_one_project() {
     let s = synthetic(12, 3);
-    let first = s.command(&["run"]).spawn().unwrap();
+    let first = s
+        .command(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let second = s.command(&["run"]).output().unwrap();
     let first = first.wait_with_output().unwrap();
     // whichever lost the race was refused with the lock message, never corrupted anything
     for out in [&first, &second] {
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
-            assert!(err.contains("another daydream process"), "{err}");
+            assert!(
+                err.contains("another daydream process"),
+                "{err} {:?} {}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout)
+            );
         }
     }
     let last = s.ok(&["run"]);

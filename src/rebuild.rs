@@ -1,0 +1,316 @@
+//! `daydream rebuild-results`: every results table (parsed_scores, the analyses, the summaries
+//! and the cross-experiment ledgers) made again from the task tables and the response files on
+//! disk alone: no LLM call, no store. It works on a project, and on a `data/` tree the original
+//! pipeline wrote (then the seed's layout is assumed).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::calls::CallRecord;
+use crate::diag::Diag;
+use crate::parsing::{ScoreRange, ScoreStrategy, parse_score};
+use crate::results::{self, EvalIds, Facts, GenIds};
+use crate::spec::{Kind, Pipeline};
+use crate::summaries::{self, ScoreRow};
+use crate::table::Table;
+use crate::templates::Templates;
+
+/// Where the tables and responses are.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub generation_tasks: String,
+    pub evaluation_tasks: String,
+    pub evaluation_templates: String,
+    pub generation_responses: String,
+    pub evaluation_responses: String,
+    pub generation_replicates: u32,
+    pub evaluation_replicates: u32,
+    pub parsed_scores: String,
+    pub summaries: [String; 6],
+    pub cross: [String; 4],
+}
+
+impl Layout {
+    /// The original pipeline's paths (spec 3.2).
+    pub fn seed() -> Layout {
+        Layout {
+            generation_tasks: "data/2_tasks/generation_tasks.csv".into(),
+            evaluation_tasks: "data/2_tasks/evaluation_tasks.csv".into(),
+            evaluation_templates: "data/1_raw/evaluation_templates.csv".into(),
+            generation_responses: "data/3_generation/generation_responses/{id}.txt".into(),
+            evaluation_responses: "data/4_evaluation/evaluation_responses/{id}.txt".into(),
+            generation_replicates: 1,
+            evaluation_replicates: 1,
+            parsed_scores: "data/5_parsing/parsed_scores.csv".into(),
+            summaries: [
+                "data/5_parsing/evaluator_agreement_analysis.csv".into(),
+                "data/5_parsing/comprehensive_variance_analysis.csv".into(),
+                "data/6_summary/generation_scores_pivot.csv".into(),
+                "data/6_summary/final_results.csv".into(),
+                "data/6_summary/perfect_score_paths.csv".into(),
+                "data/6_summary/evaluation_model_template_pivot.csv".into(),
+            ],
+            cross: [
+                "data/7_cross_experiment/generation_results.csv".into(),
+                "data/7_cross_experiment/evaluation_results.csv".into(),
+                "data/7_cross_experiment/filtered_evaluation_results.csv".into(),
+                "data/7_cross_experiment/template_version_comparison_pivot.csv".into(),
+            ],
+        }
+    }
+
+    /// The paths a pipeline declares: its parsed_scores stage and what it reads, its summaries
+    /// and cross_experiment stages (the seed's paths for those it lacks).
+    pub fn of(p: &Pipeline) -> Result<Layout, Diag> {
+        let stage = |name: &str| p.stage(name).expect("references are validated");
+        let scores = p.stages.iter().find(|s| s.kind == Kind::ParsedScores).ok_or_else(|| {
+            Diag::new(format!("{} declares no parsed_scores stage", p.file))
+                .help("add a stage of kind parsed_scores (see README, pipeline.yaml reference)")
+        })?;
+        let eval_resp = stage(scores.str("responses"));
+        let eval_prompt = stage(eval_resp.str("prompts"));
+        let eval_tasks = stage(eval_prompt.str("tasks"));
+        let gen_resp = results::raw_generation(p, stage(eval_prompt.str("responses")));
+        let mut l = Layout::seed();
+        l.generation_tasks = stage(eval_tasks.str("generation_tasks")).str("output").into();
+        l.evaluation_tasks = eval_tasks.str("output").into();
+        l.evaluation_templates = stage(eval_tasks.str("templates")).str("csv").into();
+        l.generation_responses = gen_resp.str("output").into();
+        l.evaluation_responses = eval_resp.str("output").into();
+        l.generation_replicates = gen_resp.int("replicates") as u32;
+        l.evaluation_replicates = eval_resp.int("replicates") as u32;
+        l.parsed_scores = scores.str("output").into();
+        if let Some(s) = p.stages.iter().find(|s| s.kind == Kind::Summaries) {
+            for (i, f) in results::SUMMARY_TABLES.iter().enumerate() {
+                l.summaries[i] = s.str(f).into();
+            }
+        }
+        if let Some(s) = p.stages.iter().find(|s| s.kind == Kind::CrossExperiment) {
+            for (i, f) in results::CROSS_TABLES.iter().enumerate() {
+                l.cross[i] = s.str(f).into();
+            }
+        }
+        Ok(l)
+    }
+}
+
+/// What a rebuild found and wrote.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub evaluation_tasks: usize,
+    pub scored: usize,
+    pub missing: usize,
+    pub unparseable: usize,
+    pub generation_responses: usize,
+    pub written: Vec<String>,
+}
+
+fn read_table(root: &Path, rel: &str, what: &str) -> Result<Table, crate::engine::RunError> {
+    let text = crate::text::read_text(&root.join(rel))
+        .with_context(|| format!("reading {rel}"))?
+        .ok_or_else(|| {
+            Diag::new(format!("{what} {rel} does not exist"))
+                .help("rebuild-results reads the task tables a run wrote; run `daydream run` first, or point -C at a project or data directory that has them")
+        })?;
+    Ok(Table::parse(rel, &text)?)
+}
+
+fn columns<'a>(t: &'a Table, row: &'a crate::table::Row, cols: &[usize]) -> Vec<&'a str> {
+    cols.iter().map(|&c| t.get(row, c)).collect()
+}
+
+/// What the disk tells of one response: it exists, its size, and its sidecar if there is one.
+fn disk_facts(root: &Path, rel: &str) -> Facts {
+    let path = root.join(rel);
+    let Ok(meta) = std::fs::metadata(&path) else {
+        return Facts::default();
+    };
+    let record = std::fs::read(root.join(crate::calls::sidecar_path(rel)))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<CallRecord>(&b).ok());
+    let timestamp = match &record {
+        Some(r) => r.timestamp.clone(),
+        None => meta
+            .modified()
+            .map(|t| {
+                chrono::DateTime::<chrono::Local>::from(t)
+                    .format("%Y-%m-%dT%H:%M:%S%.6f")
+                    .to_string()
+            })
+            .unwrap_or_default(),
+    };
+    Facts {
+        status: "success",
+        timestamp,
+        size: Some(meta.len()),
+        record,
+    }
+}
+
+/// Rebuilds every results table under `root` from the files on disk.
+pub fn rebuild(root: &Path) -> Result<Report, crate::engine::RunError> {
+    let layout = if root.join(crate::db::PIPELINE_FILE).is_file() {
+        let project = crate::engine::Project::open(root)?;
+        let pipeline = project.pipeline()?;
+        Layout::of(&pipeline)?
+    } else {
+        Layout::seed()
+    };
+    let mut report = Report::default();
+
+    // templates: parser and score range per evaluation template
+    let templates = match crate::text::read_text(&root.join(&layout.evaluation_templates))
+        .with_context(|| format!("reading {}", layout.evaluation_templates))?
+    {
+        Some(text) => crate::templates::load(&layout.evaluation_templates, &text, "", |_| true)?,
+        None => Templates {
+            csv_path: layout.evaluation_templates.clone(),
+            rows: Vec::new(),
+        },
+    };
+    let mut rules: HashMap<&str, (ScoreStrategy, ScoreRange)> = HashMap::new();
+    for t in &templates.rows {
+        rules.insert(&t.id, results::score_rule(&templates, t)?);
+    }
+    let rule = |t: &str| {
+        rules
+            .get(t)
+            .copied()
+            .unwrap_or((ScoreStrategy::default_for(t), ScoreRange::SEED))
+    };
+
+    // task tables, joined through their ids
+    let gt = read_table(root, &layout.generation_tasks, "the generation task table")?;
+    let gcols: Vec<usize> = crate::tasks::GENERATION_COLUMNS
+        .iter()
+        .map(|c| gt.require(c))
+        .collect::<Result<_, _>>()?;
+    let mut gens: Vec<GenIds> = Vec::new();
+    for row in &gt.rows {
+        let v = columns(&gt, row, &gcols);
+        gens.push(GenIds {
+            task: v[0].into(),
+            combo: v[1].into(),
+            template: v[2].into(),
+            model_id: v[3].into(),
+            model_name: v[4].into(),
+        });
+    }
+    let gen_by_id: HashMap<&str, &GenIds> = gens.iter().map(|g| (g.task.as_str(), g)).collect();
+    let et = read_table(root, &layout.evaluation_tasks, "the evaluation task table")?;
+    let ecols: Vec<usize> = crate::tasks::EVALUATION_COLUMNS
+        .iter()
+        .map(|c| et.require(c))
+        .collect::<Result<_, _>>()?;
+
+    // parsed scores, one row per evaluation task (and replicate)
+    let n = layout.evaluation_replicates;
+    let mut scores: Vec<ScoreRow> = Vec::new();
+    let mut evals: Vec<(EvalIds, String, Facts)> = Vec::new();
+    for row in &et.rows {
+        let v = columns(&et, row, &ecols);
+        let g = gen_by_id.get(v[1]).map(|g| (*g).clone()).unwrap_or(GenIds {
+            task: v[1].into(),
+            ..Default::default()
+        });
+        for r in 1..=n {
+            let task = crate::llmstage::replicate_id(v[0], r, n);
+            let rel = layout.evaluation_responses.replace("{id}", &task);
+            report.evaluation_tasks += 1;
+            let text = crate::text::read_text(&root.join(&rel)).with_context(|| format!("reading {rel}"))?;
+            let (score, error) = match &text {
+                None => {
+                    report.missing += 1;
+                    (None, Some("File not found".to_owned()))
+                }
+                Some(text) => {
+                    let (strategy, range) = rule(v[2]);
+                    match parse_score(text, strategy, range) {
+                        Ok(s) => {
+                            report.scored += 1;
+                            (Some(s), None)
+                        }
+                        Err(e) => {
+                            report.unparseable += 1;
+                            (None, Some(format!("Parse error: {e}")))
+                        }
+                    }
+                }
+            };
+            scores.push(ScoreRow {
+                combo_id: g.combo.clone(),
+                generation_template: g.template.clone(),
+                generation_model: g.model_id.clone(),
+                evaluation_template: v[2].into(),
+                evaluation_model: v[3].into(),
+                score,
+                error,
+                evaluation_response_path: rel.clone(),
+            });
+            let facts = if text.is_some() {
+                disk_facts(root, &rel)
+            } else {
+                Facts::default()
+            };
+            evals.push((
+                EvalIds {
+                    task,
+                    generation: g.clone(),
+                    template: v[2].into(),
+                    model_id: v[3].into(),
+                    model_name: v[4].into(),
+                },
+                rel,
+                facts,
+            ));
+        }
+    }
+
+    let gn = layout.generation_replicates;
+    let mut gen_facts: Vec<(GenIds, String, Facts)> = Vec::new();
+    for g in &gens {
+        for r in 1..=gn {
+            let task = crate::llmstage::replicate_id(&g.task, r, gn);
+            let rel = layout.generation_responses.replace("{id}", &task);
+            let facts = disk_facts(root, &rel);
+            report.generation_responses += usize::from(!facts.status.is_empty());
+            gen_facts.push((GenIds { task, ..g.clone() }, rel, facts));
+        }
+    }
+
+    // the tables
+    let mut outputs: Vec<(String, String)> =
+        vec![(layout.parsed_scores.clone(), summaries::parsed_scores_csv(&scores))];
+    let perfect: std::collections::BTreeMap<String, f64> = templates
+        .rows
+        .iter()
+        .map(|t| (t.id.clone(), rule(&t.id).1.max as f64))
+        .collect();
+    let any_active = templates.active().next().is_some();
+    let tables = results::summary_tables(&scores, &perfect, any_active, &layout.generation_responses);
+    outputs.extend(layout.summaries.iter().cloned().zip(tables));
+    let read = |rel: &str| -> Result<Option<String>> {
+        crate::text::read_text(&root.join(rel)).with_context(|| format!("reading {rel}"))
+    };
+    let old = [
+        read(&layout.cross[0])?,
+        read(&layout.cross[1])?,
+        read(&layout.cross[2])?,
+    ];
+    let cross = results::ledgers([&old[0], &old[1], &old[2]], &gen_facts, &evals, &scores)?;
+    outputs.extend(layout.cross.iter().cloned().zip(cross));
+
+    for (rel, text) in outputs {
+        let path = root.join(&rel);
+        let dir = path.parent().unwrap_or(root).to_path_buf();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        if std::fs::read(&path).is_ok_and(|b| b == text.as_bytes()) {
+            continue;
+        }
+        crate::fsutil::write_atomic(&dir, &path, text.as_bytes(), false)?;
+        report.written.push(rel);
+    }
+    Ok(report)
+}
