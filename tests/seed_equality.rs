@@ -130,7 +130,7 @@ fn every_seed_template_renders_as_jinja2() {
     let s = Space::shipped();
     let csv = s
         .read("data/1_raw/generation_templates.csv")
-        .replace(",false\n", ",true\n");
+        .replace(",false,", ",true,");
     s.write("data/1_raw/generation_templates.csv", &csv);
     s.write(
         "data/1_raw/llm_models.csv",
