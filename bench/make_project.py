@@ -2,11 +2,11 @@
 """Write a synthetic daydream project for benchmarking (deterministic stages only).
 
     bench/make_project.py DIR --concepts N --k K --gen-models M
-                          [--eval-models E] [--eval-templates T] [--no-prompt-files]
+                          [--eval-models E] [--eval-templates T] [--gen-templates G] [--no-prompt-files]
 
 Copies the repository's pipeline.yaml and real templates, then generates N concepts
 (deterministic text), M generation + E evaluation models and T active evaluation templates.
-Generation tasks = C(N, K) * M (one active generation template: creative-synthesis-v6).
+Generation tasks = C(N, K) * M * G (G active generation templates, creative-synthesis-v6 first).
 """
 import argparse
 import csv
@@ -63,6 +63,7 @@ def main():
     ap.add_argument("--gen-models", type=int, required=True)
     ap.add_argument("--eval-models", type=int, default=1)
     ap.add_argument("--eval-templates", type=int, default=1)
+    ap.add_argument("--gen-templates", type=int, default=1)
     ap.add_argument("--no-prompt-files", action="store_true")
     a = ap.parse_args()
 
@@ -86,8 +87,13 @@ def main():
         assert n == 1, "generation_prompt stage not found in pipeline.yaml"
     (d / "pipeline.yaml").write_text(y)
 
-    # Templates: only creative-synthesis-v6 for generation; the first T evaluation templates.
-    set_active(REPO / "data/1_raw/generation_templates.csv", raw / "generation_templates.csv", {GEN_TEMPLATE})
+    # Templates: creative-synthesis-v6 and the first G-1 others for generation; the first T
+    # evaluation templates.
+    with open(REPO / "data/1_raw/generation_templates.csv", newline="") as f:
+        gen_ids = [r["template_id"] for r in csv.DictReader(f) if r["template_id"] != GEN_TEMPLATE]
+    assert a.gen_templates <= len(gen_ids) + 1, f"at most {len(gen_ids) + 1} generation templates"
+    set_active(REPO / "data/1_raw/generation_templates.csv", raw / "generation_templates.csv",
+               {GEN_TEMPLATE, *gen_ids[: a.gen_templates - 1]})
     with open(REPO / "data/1_raw/evaluation_templates.csv", newline="") as f:
         eval_ids = [r["template_id"] for r in csv.DictReader(f)]
     assert a.eval_templates <= len(eval_ids), f"at most {len(eval_ids)} evaluation templates"
@@ -118,7 +124,7 @@ def main():
     write_csv(raw / "concepts/concepts_metadata.csv", ["concept_id", "name", "active"], meta)
 
     combos = math.comb(a.concepts, a.k)
-    gen = combos * a.gen_models
+    gen = combos * a.gen_models * a.gen_templates
     print(f"{d}: {combos} combos, {gen} generation tasks, "
           f"{gen * a.eval_models * a.eval_templates} evaluation tasks")
 

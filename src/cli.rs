@@ -48,6 +48,13 @@ enum Command {
         /// Call this provider (from pipeline.yaml `providers:`) in every LLM stage; also DAYDREAM_PROVIDER
         #[arg(long, value_name = "NAME")]
         provider: Option<String>,
+        /// Stay running and rebuild whenever pipeline.yaml or a file it reads changes (Ctrl-C to stop)
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: look at the files every half second instead of asking the OS to report changes
+        /// (for network filesystems, or when the inotify limits are reached)
+        #[arg(long, requires = "watch")]
+        poll: bool,
     },
     /// Per stage: how many outputs are up to date, stale, missing or edited by hand
     Status {
@@ -140,7 +147,22 @@ fn dispatch(root: &std::path::Path, command: Command) -> Result<i32, RunError> {
             refresh,
             max_cost,
             provider,
+            watch,
+            poll,
         } => {
+            let opts = RunOptions {
+                targets: stages,
+                dry_run,
+                refresh,
+                max_cost,
+                provider,
+                session: false,
+            };
+            if watch {
+                return crate::watch::watch(root, opts, poll, &|out, report, dry_run| {
+                    print_run(out, report, dry_run)
+                });
+            }
             let project = Project::open(root)?;
             let _lock = if dry_run {
                 None
@@ -148,17 +170,7 @@ fn dispatch(root: &std::path::Path, command: Command) -> Result<i32, RunError> {
                 Some(ProjectLock::acquire(&project.state_dir())?)
             };
             let mut store = Store::open(&project.state_dir())?;
-            let report = engine::run(
-                &project,
-                &mut store,
-                &RunOptions {
-                    targets: stages,
-                    dry_run,
-                    refresh,
-                    max_cost,
-                    provider,
-                },
-            )?;
+            let report = engine::run(&project, &mut store, &opts)?;
             print_run(&mut out, &report, dry_run);
             Ok(if report.failed() > 0 || report.stopped.is_some() {
                 1
@@ -390,7 +402,7 @@ fn plural(n: usize, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
-fn print_run(out: &mut impl Write, report: &engine::RunReport, dry_run: bool) {
+fn print_run(out: &mut dyn Write, report: &engine::RunReport, dry_run: bool) {
     let (e, r) = if dry_run {
         ("would execute", "would restore")
     } else {

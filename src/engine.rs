@@ -368,6 +368,9 @@ pub struct RunOptions {
     pub max_cost: Option<f64>,
     /// Provider for every LLM stage, overriding pipeline.yaml.
     pub provider: Option<String>,
+    /// The process goes on after the run (`--watch`): free what the run allocated instead of
+    /// leaving it to the exit.
+    pub session: bool,
 }
 
 pub struct RunReport {
@@ -662,6 +665,7 @@ pub fn survey(project: &Project, store: &mut Store, targets: &[String]) -> Resul
         refresh: Vec::new(),
         max_cost: None,
         provider: None,
+        session: false,
     };
     let mut report = run(project, store, &opts)?;
     let plan = report.plan.take().expect("a dry run keeps its plan");
@@ -853,11 +857,13 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
                     contents,
                 },
             );
-        } else {
+        } else if !opts.session {
             // nothing reads these again: freeing a million small allocations costs more than exiting
             std::mem::forget(artifacts);
         }
-        std::mem::forget(prep);
+        if !opts.session {
+            std::mem::forget(prep);
+        }
         phase(&format!("stage {}", sp.stage.name));
         reports.push(report);
     }

@@ -31,3 +31,4 @@ pub mod table;
 pub mod tasks;
 pub mod templates;
 pub mod text;
+pub mod watch;
