@@ -18,6 +18,18 @@ const SCHEMA_VERSION: i64 = 1;
 
 pub struct Store {
     conn: Connection,
+    /// In a long session (`run --watch`, which holds the project lock, so nothing else writes):
+    /// per stage, the actions and output records last read, kept up to date by this store's own
+    /// writes, so a rebuild does not read every record again.
+    session: Option<std::sync::Mutex<SessionCache>>,
+}
+
+#[derive(Default)]
+struct SessionCache {
+    /// Per stage: output hash by key, of the keys the last plan asked about.
+    actions: HashMap<String, FastMap<Hash, Hash>>,
+    /// Per stage: the records of its files, by path.
+    outputs: HashMap<String, FastMap<String, OutputRecord>>,
 }
 
 /// What the store knows about one action.
@@ -128,7 +140,56 @@ impl Store {
                 path.display()
             ),
         }
-        Ok(Store { conn })
+        Ok(Store { conn, session: None })
+    }
+
+    /// Keeps what rebuilds read in memory from now on (the caller holds the project lock).
+    pub fn keep_in_memory(&mut self) {
+        self.session = Some(Default::default());
+    }
+
+    fn cache(&self) -> Option<std::sync::MutexGuard<'_, SessionCache>> {
+        self.session.as_ref().map(|m| m.lock().expect("store cache lock"))
+    }
+
+    fn forget_cache(&self) {
+        if let Some(mut c) = self.cache() {
+            *c = SessionCache::default();
+        }
+    }
+
+    /// The output hash of each of `keys` that `stage` has an action for. Outside a session this
+    /// is every action of the stage; in one, the keys asked last time are answered from memory
+    /// and only new ones are looked up.
+    pub fn action_outputs_for<'k>(
+        &self,
+        stage: &str,
+        keys: impl Iterator<Item = &'k Hash>,
+    ) -> Result<FastMap<Hash, Hash>> {
+        let Some(mut cache) = self.cache() else {
+            return self.action_outputs(stage);
+        };
+        let (all, fresh) = match cache.actions.remove(stage) {
+            Some(known) => (known, false),
+            None => (self.action_outputs(stage)?, true),
+        };
+        let mut out = FastMap::default();
+        let mut look = self
+            .conn
+            .prepare_cached("SELECT output FROM actions WHERE key=?1 AND stage=?2")?;
+        for k in keys {
+            if let Some(o) = all.get(k) {
+                out.insert(*k, *o);
+            } else if !fresh
+                && let Some(o) = look
+                    .query_row(params![&k.0[..], stage], |r| hash_col(r, 0))
+                    .optional()?
+            {
+                out.insert(*k, o);
+            }
+        }
+        cache.actions.insert(stage.to_owned(), out.clone());
+        Ok(out)
     }
 
     /// Output hash of every action of `stage`, by key.
@@ -210,6 +271,7 @@ impl Store {
         items: impl IntoIterator<Item = (&'a Manifest, &'a [u8], Option<&'a str>)>,
     ) -> Result<()> {
         let now = crate::clock::now_utc();
+        let mut added = Vec::new();
         let tx = self.conn.transaction()?;
         {
             let mut blob = tx.prepare_cached("INSERT OR IGNORE INTO blobs(hash, data) VALUES(?1, ?2)")?;
@@ -222,9 +284,15 @@ impl Store {
                 let json = manifest.to_json();
                 let key = Hash::of(json.as_bytes());
                 act.execute(params![&key.0[..], stage, manifest.kind, json, &out.0[..], now, info])?;
+                added.push((key, out));
             }
         }
         tx.commit().context("committing actions to the store")?;
+        if let Some(mut c) = self.cache()
+            && let Some(known) = c.actions.get_mut(stage)
+        {
+            known.extend(added);
+        }
         Ok(())
     }
 
@@ -251,6 +319,11 @@ impl Store {
     /// answer as a blob and an action. An answer that replaces another (`--refresh`) keeps the
     /// old one in `superseded`.
     pub fn put_calls(&mut self, rows: &[CallRow]) -> Result<()> {
+        if let Some(mut c) = self.cache() {
+            for r in rows {
+                c.actions.remove(&r.stage);
+            }
+        }
         let now = crate::clock::now_utc();
         let tx = self.conn.transaction()?;
         {
@@ -298,6 +371,23 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// What a stage left on record: its output files, how many distinct actions made them, and
+    /// when it last recorded an action or a call.
+    pub fn stage_facts(&self, stage: &str) -> Result<(usize, usize, Option<String>)> {
+        let (files, distinct): (i64, i64) = self.conn.query_row(
+            "SELECT COUNT(*), COUNT(DISTINCT key) FROM outputs WHERE stage=?1",
+            [stage],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let last: Option<String> = self.conn.query_row(
+            "SELECT MAX(t) FROM (SELECT MAX(created_at) AS t FROM actions WHERE stage=?1
+                                UNION ALL SELECT MAX(created_at) FROM calls WHERE stage=?1)",
+            [stage],
+            |r| r.get(0),
+        )?;
+        Ok((files as usize, distinct as usize, last))
+    }
+
     /// Every call record of a task, oldest first.
     pub fn calls_of_task(&self, task: &str) -> Result<Vec<(String, String, String)>> {
         let mut st = self
@@ -310,6 +400,19 @@ impl Store {
     /// The records of a stage's files, by path. For speed, `path`, `stage` and `task` of the
     /// returned records are left empty: the map's key is the path.
     pub fn outputs_of_stage(&self, stage: &str) -> Result<FastMap<String, OutputRecord>> {
+        if let Some(c) = self.cache()
+            && let Some(records) = c.outputs.get(stage)
+        {
+            return Ok(records.clone());
+        }
+        let out = self.read_outputs_of_stage(stage)?;
+        if let Some(mut c) = self.cache() {
+            c.outputs.insert(stage.to_owned(), out.clone());
+        }
+        Ok(out)
+    }
+
+    fn read_outputs_of_stage(&self, stage: &str) -> Result<FastMap<String, OutputRecord>> {
         // the bulk read of a no-op run: only what classification needs, one allocation a row
         let mut st = self
             .conn
@@ -348,12 +451,14 @@ impl Store {
     }
 
     pub fn put_outputs<'a>(&mut self, records: impl IntoIterator<Item = &'a OutputRecord>) -> Result<()> {
+        let records: Vec<&OutputRecord> = records.into_iter().collect();
+        let kept = self.session.is_some().then_some(&records).into_iter().flatten();
         let tx = self.conn.transaction()?;
         {
             let mut st = tx.prepare_cached(
                 "INSERT OR REPLACE INTO outputs(path, stage, task, key, hash, size, mtime_ns) VALUES(?1,?2,?3,?4,?5,?6,?7)",
             )?;
-            for o in records {
+            for o in &records {
                 st.execute(params![
                     o.path,
                     o.stage,
@@ -366,12 +471,20 @@ impl Store {
             }
         }
         tx.commit().context("committing output records to the store")?;
+        if let Some(mut c) = self.cache() {
+            for o in kept {
+                if let Some(stage) = c.outputs.get_mut(&o.stage) {
+                    stage.insert(o.path.clone(), (*o).clone());
+                }
+            }
+        }
         Ok(())
     }
 
     /// Forgets a stage: its actions and its output records, except the records of `keep`.
     /// Returns the paths it had written (less `keep`).
     pub fn forget_stage(&mut self, stage: &str, keep: &[&str]) -> Result<Vec<String>> {
+        self.forget_cache();
         let tx = self.conn.transaction()?;
         let paths = {
             let mut st = tx.prepare("SELECT path FROM outputs WHERE stage=?1 ORDER BY path")?;

@@ -170,6 +170,10 @@ pub fn watch(
         Some(ProjectLock::acquire(&project.state_dir())?)
     };
     let mut store = Store::open(&project.state_dir())?;
+    if !opts.dry_run {
+        // we hold the lock: nothing else writes the store while we watch
+        store.keep_in_memory();
+    }
     let opts = RunOptions { session: true, ..opts };
 
     // Ctrl-C: a run in progress stops where it is (the store and the files are consistent at
