@@ -296,8 +296,9 @@ pub fn execute(
                 let mut records = Vec::with_capacity(batch.len());
                 for (path, text, sidecar_path, sidecar, key, task) in batch {
                     let p = root_f.join(&path);
-                    fsutil::write_atomic(&tmp_f, &p, &text, false)?;
+                    // the sidecar first: a response file on disk always has its sidecar
                     fsutil::write_atomic(&tmp_f, &root_f.join(&sidecar_path), &sidecar, false)?;
+                    fsutil::write_atomic(&tmp_f, &p, &text, false)?;
                     let stat = fsutil::stat(&p).with_context(|| format!("{path} vanished after writing"))?;
                     records.push(OutputRecord {
                         path,

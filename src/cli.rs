@@ -99,6 +99,15 @@ enum Command {
     /// Rewrite every results table (scores, analyses, summaries, ledgers) from the task tables and response files on disk; no call, no store
     #[command(name = "rebuild-results")]
     RebuildResults,
+    /// Write the results page now (data/6_summary/report.html) from the tables on disk and the store's records; no stage runs, no call
+    Report {
+        /// Write the page here instead of the report stage's output
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Open the page in the default browser
+        #[arg(long)]
+        open: bool,
+    },
     /// Adopt the responses a data/ directory of the original pipeline holds, so that no run pays for them again
     Import {
         /// The original's data/ directory (or the project directory holding it)
@@ -315,6 +324,50 @@ fn dispatch(root: &std::path::Path, command: Command) -> Result<i32, RunError> {
             }
             for w in &r.written {
                 let _ = writeln!(out, "wrote {w}");
+            }
+            Ok(0)
+        }
+        Command::Report { output, open } => {
+            let project = Project::open(root)?;
+            let p = project.pipeline()?;
+            let st = p.stages.iter().find(|s| s.kind == Kind::Report).ok_or_else(|| {
+                crate::diag::Diag::new("pipeline.yaml declares no `report` stage")
+                    .in_file(crate::db::PIPELINE_FILE)
+                    .help("add one: `report: {kind: report, summaries: summaries, output: data/6_summary/report.html}`")
+            })?;
+            let mut links = crate::results::report_links(&p, st);
+            if let Some(o) = &output {
+                links.page = o.to_string_lossy().into_owned();
+            }
+            let summaries = p.stage(st.str("summaries")).expect("validated reference");
+            let scores = p.stage(summaries.str("scores")).expect("validated reference");
+            let read = |rel: &str| {
+                crate::report::read_table(&project.root.join(rel)).with_context(|| format!("reading {rel}"))
+            };
+            let inputs = crate::report::ReportInputs {
+                parsed_scores: read(scores.str("output"))?,
+                evaluator_agreement: read(summaries.str("evaluator_agreement"))?,
+                generation_pivot: read(summaries.str("generation_pivot"))?,
+                final_results: read(summaries.str("final_results"))?,
+                perfect_paths: read(summaries.str("perfect_paths"))?,
+                links: links.clone(),
+            };
+            let store = Store::open(&project.state_dir())?;
+            let run = crate::results::run_summary(&store, &p)?;
+            let page = crate::report::render(&crate::report::report_data(&inputs, run));
+            let path = project.root.join(&links.page);
+            let dir = path.parent().unwrap_or(&project.root).to_path_buf();
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            crate::fsutil::write_atomic(&dir, &path, page.as_bytes(), false)?;
+            let _ = writeln!(out, "wrote {}", links.page);
+            if open {
+                let opener = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+                if let Err(e) = std::process::Command::new(opener).arg(&path).spawn() {
+                    eprintln!(
+                        "note: could not start {opener} ({e}); open {} in a browser",
+                        path.display()
+                    );
+                }
             }
             Ok(0)
         }

@@ -239,6 +239,7 @@ pub fn stage_value<'db>(db: &'db dyn Db, project: ProjectInput, name: StageName<
         | Kind::ParsedGenerationResponses
         | Kind::ParsedScores
         | Kind::Summaries
+        | Kind::Report
         | Kind::CrossExperiment => StageValue::Dynamic,
         Kind::Concepts => {
             let path = stage.str("metadata");

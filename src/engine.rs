@@ -489,7 +489,7 @@ fn prepare(
     let known = if stage.stage.kind.is_llm() {
         store.action_outputs_of_kind(llmstage::CALL_KIND)?
     } else {
-        store.action_outputs(name)?
+        store.action_outputs_for(name, artifacts.iter().map(|a| &a.key))?
     };
     let t0 = Instant::now();
     let records = store.outputs_of_stage(name)?;
@@ -761,12 +761,14 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
                     Kind::ParsedScores => (crate::results::plan_scores(&plan, &sp.stage, &done)?, 0),
                     Kind::Summaries => crate::results::plan_summaries(&plan, &sp.stage, &done)?,
                     Kind::CrossExperiment => crate::results::plan_cross(&plan, &sp.stage, &done)?,
+                    Kind::Report => (crate::results::plan_report(&plan, &sp.stage, &done, store)?, 0),
                     _ => llmstage::plan_stage(project, &plan, &sp.stage, &done, choice)?,
                 };
                 report.blocked = blocked;
                 report.summary = match sp.stage.kind {
                     Kind::EvaluationPrompt => format!("{} prompts", artifacts.len()),
                     Kind::ParsedGenerationResponses => format!("{} essays", artifacts.len()),
+                    Kind::Report => "1 page".to_owned(),
                     Kind::ParsedScores | Kind::Summaries | Kind::CrossExperiment => {
                         format!("{} tables", artifacts.len())
                     }
@@ -888,6 +890,15 @@ fn write_stage(
     tmp: &Path,
 ) -> Result<()> {
     let name = &sp.stage.name;
+    let t0 = Instant::now();
+    let timing = |what: &str, n: usize| {
+        if std::env::var_os("DAYDREAM_TIMING").is_some() && n > 0 {
+            eprintln!(
+                "timing:          {name}: {what} ({n}) at {:.3}s",
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    };
     // 1. New actions and their content, durably, before any file.
     let mut seen = std::collections::HashSet::new();
     type New<'i> = (Manifest, Arc<[u8]>, Option<&'i str>);
@@ -907,6 +918,7 @@ fn write_stage(
     manifests.extend(prep.actions.iter().map(|(m, c)| (m.clone(), c.clone(), None)));
     if !manifests.is_empty() {
         store.put_actions_with_info(name, manifests.iter().map(|(m, c, i)| (m, &c[..], *i)))?;
+        timing("actions stored", manifests.len());
     }
     // 2. Files.
     let mut jobs: Vec<(&Artifact, Arc<[u8]>)> = Vec::new();
@@ -958,10 +970,12 @@ fn write_stage(
         };
         jobs.push((a, content));
     }
-    let mut records = write_files(&project.root, tmp, name, &jobs)?;
+    // sidecars first: a response file on disk always has its sidecar
     for (path, bytes) in sidecars {
         fsutil::write_atomic(tmp, &project.root.join(&path), &bytes, false)?;
     }
+    let mut records = write_files(&project.root, tmp, name, &jobs)?;
+    timing("files written", jobs.len());
     for a in touched {
         let stat = fsutil::stat(&project.root.join(&a.path)).with_context(|| format!("{} vanished", a.path))?;
         let hash = match (known.get(&a.key), prep.computed.get(&a.key)) {
@@ -979,6 +993,7 @@ fn write_stage(
     }
     // 3. Records of what is on disk now.
     store.put_outputs(&records)?;
+    timing("records stored", records.len());
     Ok(())
 }
 

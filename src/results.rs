@@ -300,6 +300,13 @@ pub enum JobKind {
         any_active: bool,
         generation_pattern: String,
     },
+    Report {
+        /// Content hashes of parsed_scores and the summary tables the page reads (`None`: not made).
+        scores: Option<Hash>,
+        tables: [Option<Hash>; 6],
+        links: crate::report::Links,
+        run: crate::report::RunSummary,
+    },
     Cross {
         scores: Hash,
         gen_stage: String,
@@ -369,6 +376,28 @@ impl Job {
                 let t = summary_tables(&rows, perfect, *any_active, generation_pattern);
                 JobOutput {
                     parts: t.into_iter().map(|s| Arc::from(s.into_bytes())).collect(),
+                    actions: Vec::new(),
+                    notes: Vec::new(),
+                }
+            }
+            JobKind::Report {
+                scores,
+                tables,
+                links,
+                run,
+            } => {
+                let text = |h: &Option<Hash>, what: &str| h.as_ref().map(|h| text_of(store, done, h, what)).transpose();
+                let inputs = crate::report::ReportInputs {
+                    parsed_scores: text(scores, "parsed scores")?,
+                    evaluator_agreement: text(&tables[0], "agreement table")?,
+                    generation_pivot: text(&tables[2], "generation pivot")?,
+                    final_results: text(&tables[3], "final results")?,
+                    perfect_paths: text(&tables[4], "perfect score paths")?,
+                    links: links.clone(),
+                };
+                let page = crate::report::render(&crate::report::report_data(&inputs, run.clone()));
+                JobOutput {
+                    parts: vec![Arc::from(page.into_bytes())],
                     actions: Vec::new(),
                     notes: Vec::new(),
                 }
@@ -703,6 +732,142 @@ pub fn plan_summaries(plan: &Plan, st: &Stage, done: &HashMap<String, Done>) -> 
         })
         .collect();
     Ok((artifacts, 0))
+}
+
+/// Where the page of a `report` stage links to: the files of the stages behind its summaries
+/// (`None` for a stage that keeps its outputs in the store only).
+pub fn report_links(p: &Pipeline, st: &Stage) -> crate::report::Links {
+    let summaries = stage(p, st.str("summaries"));
+    let scores = stage(p, summaries.str("scores"));
+    let eval_prompts = stage(p, stage(p, scores.str("responses")).str("prompts"));
+    let essays = stage(p, eval_prompts.str("responses"));
+    let raw = raw_generation(p, essays);
+    let gen_prompts = stage(p, raw.str("prompts"));
+    let files = |s: &Stage| s.bool("materialize").then(|| s.str("output").to_owned());
+    crate::report::Links {
+        page: st.str("output").to_owned(),
+        generation_prompt: files(gen_prompts),
+        generation_response: files(raw),
+        essay: (essays.kind == Kind::ParsedGenerationResponses)
+            .then(|| files(essays))
+            .flatten(),
+    }
+}
+
+/// What the store recorded of every stage but the report itself: files, shared computations,
+/// failed tasks, when it last did something, and the calls per model with their tokens and cost.
+/// It changes only when a stage does work, so a run that changes nothing leaves the page as is.
+pub fn run_summary(store: &Store, p: &Pipeline) -> Result<crate::report::RunSummary> {
+    use crate::report::{ModelCalls, RunSummary, StageRun};
+    let mut run = RunSummary::default();
+    let mut causes: BTreeMap<String, usize> = BTreeMap::new();
+    for s in p.stages.iter().filter(|s| s.kind != Kind::Report) {
+        let (files, distinct, last_ran) = store.stage_facts(&s.name)?;
+        let mut failed = 0;
+        if s.kind.is_llm() {
+            let mut models: BTreeMap<String, ModelCalls> = BTreeMap::new();
+            let mut counted = std::collections::HashSet::new();
+            let mut latest: Vec<(String, (String, String))> = store.latest_calls(&s.name)?.into_iter().collect();
+            latest.sort();
+            for (_, (status, record)) in latest {
+                let Ok(r) = serde_json::from_str::<CallRecord>(&record) else {
+                    continue;
+                };
+                let m = models.entry(r.model_requested.clone()).or_insert_with(|| ModelCalls {
+                    stage: s.name.clone(),
+                    model: r.model_requested.clone(),
+                    ..Default::default()
+                });
+                match status.as_str() {
+                    "ok" | "imported" => m.calls += 1,
+                    "truncated" => {
+                        m.calls += 1;
+                        m.truncated += 1;
+                    }
+                    "empty" => {
+                        m.calls += 1;
+                        m.empty += 1;
+                    }
+                    _ => {
+                        m.failed += 1;
+                        failed += 1;
+                        let cause = r.cause.map_or_else(|| status.clone(), |c| c.describe().to_owned());
+                        *causes.entry(cause).or_default() += 1;
+                    }
+                }
+                // tokens and cost once per call, however many tasks share its answer
+                if counted.insert(r.key) {
+                    m.prompt_tokens += r.prompt_tokens.unwrap_or(0);
+                    m.completion_tokens += r.completion_tokens.unwrap_or(0);
+                    match (r.cost_usd, r.cost_estimated_usd) {
+                        (Some(c), _) => m.cost_recorded_usd += c,
+                        (None, Some(c)) => m.cost_estimated_usd += c,
+                        _ => {}
+                    }
+                }
+            }
+            run.calls.extend(models.into_values());
+        }
+        run.stages.push(StageRun {
+            name: s.name.clone(),
+            kind: s.kind.name().to_owned(),
+            done: files,
+            cached: files - distinct,
+            failed,
+            last_ran,
+        });
+    }
+    run.failures = causes.into_iter().collect();
+    Ok(run)
+}
+
+/// Plans a `report` stage: the page, from the summaries and what the store recorded.
+pub fn plan_report(
+    plan: &Plan,
+    st: &Stage,
+    done: &HashMap<String, Done>,
+    store: &Store,
+) -> Result<Vec<Artifact>, crate::engine::RunError> {
+    let p = &plan.pipeline;
+    let summaries = stage(p, st.str("summaries"));
+    let output_of = |stage_name: &str, path: &str| -> Option<Hash> {
+        let d = done.get(stage_name)?;
+        let a = d.artifacts.iter().find(|a| a.path == path)?;
+        d.outputs.get(&a.key).copied()
+    };
+    let scores_stage = stage(p, summaries.str("scores"));
+    let scores = output_of(&scores_stage.name, scores_stage.str("output"));
+    let tables: [Option<Hash>; 6] =
+        std::array::from_fn(|i| output_of(&summaries.name, summaries.str(SUMMARY_TABLES[i])));
+    let links = report_links(p, st);
+    let run = run_summary(store, p)?;
+    let hash_of = |h: &Option<Hash>| h.unwrap_or(Hash([0; 32]));
+    let mut m = Manifest::new(Kind::Report.name())
+        .param("links", format!("{links:?}"))
+        .input(Input {
+            name: "scores".into(),
+            path: Some(scores_stage.str("output").to_owned()),
+            hash: hash_of(&scores),
+        });
+    for (i, field) in SUMMARY_TABLES.iter().enumerate() {
+        m = m.input(Input {
+            name: (*field).to_owned(),
+            path: Some(summaries.str(field).to_owned()),
+            hash: hash_of(&tables[i]),
+        });
+    }
+    let m = m.input(Input {
+        name: "run".into(),
+        path: None,
+        hash: value_hash(&format!("{run:?}")),
+    });
+    let job = Job::new(JobKind::Report {
+        scores,
+        tables,
+        links,
+        run,
+    });
+    Ok(vec![table_artifact(st, "output", 0, &job, m)])
 }
 
 fn ledger_items(done: &Done, tasks: impl Iterator<Item = (u32, String)>, n: u32, pattern: &str) -> Vec<LedgerItem> {

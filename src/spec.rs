@@ -30,6 +30,7 @@ pub enum Kind {
     ParsedScores,
     Summaries,
     CrossExperiment,
+    Report,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -101,6 +102,7 @@ impl Kind {
         Kind::ParsedScores,
         Kind::Summaries,
         Kind::CrossExperiment,
+        Kind::Report,
     ];
 
     pub fn name(self) -> &'static str {
@@ -119,6 +121,7 @@ impl Kind {
             Kind::ParsedScores => "parsed_scores",
             Kind::Summaries => "summaries",
             Kind::CrossExperiment => "cross_experiment",
+            Kind::Report => "report",
         }
     }
 
@@ -147,6 +150,7 @@ impl Kind {
             Kind::ParsedScores => PARSED_SCORES_FIELDS,
             Kind::Summaries => SUMMARIES_FIELDS,
             Kind::CrossExperiment => CROSS_EXPERIMENT_FIELDS,
+            Kind::Report => REPORT_FIELDS,
         }
     }
 }
@@ -335,6 +339,15 @@ const SUMMARIES_FIELDS: &[FieldSpec] = &[
     req("final_results", Output, "final_results.csv"),
     req("perfect_paths", Output, "perfect_score_paths.csv"),
     req("model_template_pivot", Output, "evaluation_model_template_pivot.csv"),
+];
+
+const REPORT_FIELDS: &[FieldSpec] = &[
+    req(
+        "summaries",
+        Ref(&[Kind::Summaries]),
+        "the summaries stage whose tables the page shows",
+    ),
+    req("output", Output, "the page (report.html)"),
 ];
 
 const CROSS_EXPERIMENT_FIELDS: &[FieldSpec] = &[

@@ -106,6 +106,8 @@ const TABLES: &[&str] = &[
     "data/7_cross_experiment/template_version_comparison_pivot.csv",
 ];
 
+const REPORT: &str = "data/6_summary/report.html";
+
 fn csv_rows(text: &str) -> usize {
     text.lines().count().saturating_sub(1)
 }
@@ -182,19 +184,35 @@ fn a_run_writes_essays_scores_summaries_and_ledgers() {
         "{ledger}"
     );
 
-    // nothing changed: nothing recomputed, nothing rewritten
-    let before: Vec<_> = TABLES
-        .iter()
-        .map(|t| std::fs::metadata(s.path(t)).unwrap().modified().unwrap())
-        .collect();
+    // the report page is a stage too: its run section comes from the store
+    let page = s.read(REPORT);
+    assert!(
+        page.contains("vendor/judge-a") && page.contains("generation_response"),
+        "{page}"
+    );
+
+    // nothing changed: nothing recomputed, nothing rewritten (the tables nor the page)
+    let watched: Vec<&str> = TABLES.iter().copied().chain([REPORT]).collect();
+    let mtimes = || -> Vec<_> {
+        watched
+            .iter()
+            .map(|t| std::fs::metadata(s.path(t)).unwrap().modified().unwrap())
+            .collect()
+    };
+    let before = mtimes();
     let again = s.ok(&["run"]);
     assert_eq!(mock.count(), 50);
     assert!(!again.contains("parsed "), "{again}");
-    let after: Vec<_> = TABLES
-        .iter()
-        .map(|t| std::fs::metadata(s.path(t)).unwrap().modified().unwrap())
-        .collect();
-    assert_eq!(before, after);
+    assert_eq!(before, mtimes());
+    // `daydream report` renders the same page from the files on disk
+    let out = s.ok(&["report"]);
+    assert!(out.contains("wrote data/6_summary/report.html"), "{out}");
+    assert_eq!(s.read(REPORT), page);
+    s.ok(&["report", "-o", "elsewhere/page.html"]);
+    assert!(
+        s.read("elsewhere/page.html").contains("../data/"),
+        "links are relative to the page"
+    );
     // and the ledgers hold each response once
     assert_eq!(csv_rows(&s.read("data/7_cross_experiment/evaluation_results.csv")), 40);
 }
