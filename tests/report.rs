@@ -332,6 +332,7 @@ fn the_page_is_deterministic_and_holds_every_section() {
         "data-chart=\"agreement\"",
         "data-chart=\"parse-failures\"",
         "8.78 (5)",
+        "<code>deepseek_r1_p</code> 7.33 (7)",
         "timeout: 4",
     ] {
         assert!(page.contains(needle), "{needle} missing");

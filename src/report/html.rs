@@ -296,13 +296,36 @@ fn charts_section(h: &mut String, d: &ReportData) {
     };
     let some_if = |empty: bool, f: &dyn Fn() -> Result<String, String>| (!empty).then(f);
 
+    let model_totals: Vec<String> = d
+        .heatmap
+        .rows
+        .iter()
+        .filter_map(|r| {
+            let t = r.total?;
+            Some(format!(
+                "<code>{}</code> {} ({})",
+                esc(&r.name),
+                num(t.average),
+                num(t.count)
+            ))
+        })
+        .collect();
+    let mut caption = "The mean of the valid scores in <code>parsed_scores.csv</code> of each generation model \
+                       under each evaluation template (how many in brackets)."
+        .to_owned();
+    if !model_totals.is_empty() {
+        let _ = write!(
+            caption,
+            " Under every template (<code>final_results.csv</code>): {}.",
+            model_totals.join(", ")
+        );
+    }
     figure(
         h,
         "heatmap",
         "Mean score: generation model x evaluation template",
         some_if(d.heatmap.rows.is_empty(), &|| charts::heatmap(&d.heatmap, d.score_top)),
-        "The mean of the valid scores in <code>parsed_scores.csv</code> of each generation model under \
-         each evaluation template (how many in brackets).",
+        &caption,
     );
     figure(
         h,
