@@ -859,11 +859,16 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
                     contents,
                 },
             );
-        } else if !opts.session {
+        } else if opts.session {
+            // a long session frees them, off the path of the rebuild
+            std::thread::spawn(move || drop(artifacts));
+        } else {
             // nothing reads these again: freeing a million small allocations costs more than exiting
             std::mem::forget(artifacts);
         }
-        if !opts.session {
+        if opts.session {
+            std::thread::spawn(move || drop(prep));
+        } else {
             std::mem::forget(prep);
         }
         phase(&format!("stage {}", sp.stage.name));
