@@ -28,6 +28,7 @@ bench() { # bench LABEL [--no-prompt-files]
     local label=$1; shift
     local P=$W/p
     python3 bench/make_project.py "$P" --concepts 32 --k 3 --gen-models 2 --gen-templates 10 "$@" >/dev/null
+: >"$W/log"
     "$BIN" -C "$P" run --watch >"$W/log" 2>&1 &
     PID=$!
     until grep -q "^watching " "$W/log"; do sleep 0.05; done
