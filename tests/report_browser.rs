@@ -19,14 +19,19 @@ use serde_json::{Value, json};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// chromedriver on a free port, killed when dropped.
+/// chromedriver on a free port. Dropped (also when an assertion fails), it ends its browser
+/// session, which quits Chromium, then is killed.
 struct Driver {
     child: Child,
     port: u16,
+    session: Option<String>,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        if let Some(id) = self.session.take() {
+            let _ = self.try_call("DELETE", &format!("/session/{id}"), None);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -48,7 +53,11 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
-        let driver = Driver { child, port };
+        let driver = Driver {
+            child,
+            port,
+            session: None,
+        };
         let start = Instant::now();
         loop {
             if let Ok(status) = driver.try_call("GET", "/status", None)
@@ -153,7 +162,7 @@ fn the_report_loads_offline_in_chromium_with_every_chart_drawn() {
     .unwrap();
     let profile = dir.path().join("chromium-profile");
 
-    let driver = Driver::start();
+    let mut driver = Driver::start();
     let session = driver.call(
         "POST",
         "/session",
@@ -170,6 +179,8 @@ fn the_report_loads_offline_in_chromium_with_every_chart_drawn() {
         }}})),
     );
     let id = session["value"]["sessionId"].as_str().expect("a session id").to_owned();
+    driver.session = Some(id.clone());
+    let driver = driver;
     let s = |rest: &str| format!("/session/{id}{rest}");
     let script = |source: &str| {
         driver.call("POST", &s("/execute/sync"), Some(json!({"script": source, "args": []})))["value"].clone()
@@ -254,6 +265,4 @@ fn the_report_loads_offline_in_chromium_with_every_chart_drawn() {
         .filter(|u| !u.starts_with("file://") && !u.starts_with("data:"))
         .collect();
     assert!(leaving.is_empty(), "requests leave the file: {leaving:?}");
-
-    driver.call("DELETE", &s(""), None);
 }
