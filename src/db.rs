@@ -14,7 +14,7 @@ use salsa::Setter;
 use crate::combos::{self, Combos};
 use crate::concepts::{self, Concepts};
 use crate::diag::Diag;
-use crate::key::{Hash, Input, Manifest};
+use crate::key::{Hash, Input, KeyHead, Manifest};
 use crate::models::{self, Models};
 use crate::prompt::{Renderer, Undefined};
 use crate::spec::{self, Kind, Pipeline, Stage};
@@ -232,15 +232,10 @@ fn stage_of(db: &dyn Db, project: ProjectInput, name: &str) -> Result<(Arc<Pipel
 #[salsa::tracked(returns(ref))]
 pub fn stage_value<'db>(db: &'db dyn Db, project: ProjectInput, name: StageName<'db>) -> Result<StageValue, Diag> {
     let (p, stage) = stage_of(db, project, name.name(db))?;
+    if stage.kind.is_planned_in_run() {
+        return Ok(StageValue::Dynamic);
+    }
     Ok(match stage.kind {
-        Kind::GenerationResponse
-        | Kind::EvaluationPrompt
-        | Kind::EvaluationResponse
-        | Kind::ParsedGenerationResponses
-        | Kind::ParsedScores
-        | Kind::Summaries
-        | Kind::Report
-        | Kind::CrossExperiment => StageValue::Dynamic,
         Kind::Concepts => {
             let path = stage.str("metadata");
             let text = require_text(db, path, "concepts metadata")?;
@@ -299,6 +294,7 @@ pub fn stage_value<'db>(db: &'db dyn Db, project: ProjectInput, name: StageName<
                 templates: per_template,
             }))
         }
+        k => unreachable!("{} is planned in the run, returned above", k.name()),
     })
 }
 
@@ -334,7 +330,23 @@ pub fn template_prompts<'db>(
     // pure CPU work over plain data: split it over the cores
     let n = tasks.combos.combos.len();
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(8);
-    let key = |c: usize| prompt_manifest(&tasks.combos, c, &path, template_hash, undefined).key();
+    // every prompt's manifest is this head plus its concepts' inputs: hash pre-serialized pieces
+    let head = KeyHead::new(&crate::prompt::template_manifest(
+        Kind::GenerationPrompt.name(),
+        undefined,
+        &path,
+        template_hash,
+    ));
+    let parts: Vec<Vec<u8>> = tasks
+        .combos
+        .concepts
+        .iter()
+        .map(|c| KeyHead::part(&concept_inputs(c)))
+        .collect();
+    let key = |c: usize| {
+        let members = &tasks.combos.combos[c].members;
+        head.key(members.iter().map(|&i| &parts[i as usize][..]))
+    };
     let keys: Vec<Hash> = if n < 4096 || threads == 1 {
         (0..n).map(key).collect()
     } else {
@@ -366,18 +378,23 @@ pub fn prompt_manifest(
     let mut m =
         crate::prompt::template_manifest(Kind::GenerationPrompt.name(), undefined, template_path, template_hash);
     for &i in &combos.combos[combo].members {
-        let c = &combos.concepts[i as usize];
-        m = m
-            .input(Input {
-                name: format!("concept:{}.name", c.id),
-                path: None,
-                hash: c.name_hash,
-            })
-            .input(Input {
-                name: format!("concept:{}.content", c.id),
-                path: Some(c.source.clone()),
-                hash: c.content_hash,
-            });
+        m.inputs.extend(concept_inputs(&combos.concepts[i as usize]));
     }
     m
+}
+
+/// What a prompt reads of one of its concepts: its name and its description.
+fn concept_inputs(c: &combos::Resolved) -> [Input; 2] {
+    [
+        Input {
+            name: format!("concept:{}.name", c.id),
+            path: None,
+            hash: c.name_hash,
+        },
+        Input {
+            name: format!("concept:{}.content", c.id),
+            path: Some(c.source.clone()),
+            hash: c.content_hash,
+        },
+    ]
 }

@@ -391,9 +391,10 @@ impl RunReport {
 }
 
 /// Where an artifact's file stands on disk relative to its record.
-fn classify(
+fn classify<'a>(
     root: &Path,
-    a: &Artifact,
+    dirs: &mut fsutil::DirStat<'a>,
+    a: &'a Artifact,
     known: &FastMap<Hash, Hash>,
     records: &FastMap<String, OutputRecord>,
 ) -> (Standing, bool) {
@@ -404,7 +405,7 @@ fn classify(
         return (Standing::Unchanged, false);
     }
     let rec = records.get(&a.path);
-    let stat = fsutil::stat(&root.join(&a.path));
+    let stat = dirs.stat(&a.path);
     match (rec, stat) {
         (Some(r), Some(s)) if r.key == a.key && r.hash == *out && s.size == r.size && s.mtime_ns == r.mtime_ns => {
             (Standing::Unchanged, false)
@@ -430,7 +431,11 @@ fn classify_all(
 ) -> Vec<(Standing, bool)> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     if artifacts.len() < 2048 || threads == 1 {
-        return artifacts.iter().map(|a| classify(root, a, known, records)).collect();
+        let mut dirs = fsutil::DirStat::new(root);
+        return artifacts
+            .iter()
+            .map(|a| classify(root, &mut dirs, a, known, records))
+            .collect();
     }
     let chunk = artifacts.len().div_ceil(threads);
     std::thread::scope(|s| {
@@ -438,8 +443,9 @@ fn classify_all(
             .chunks(chunk)
             .map(|part| {
                 s.spawn(move || {
+                    let mut dirs = fsutil::DirStat::new(root);
                     part.iter()
-                        .map(|a| classify(root, a, known, records))
+                        .map(|a| classify(root, &mut dirs, a, known, records))
                         .collect::<Vec<_>>()
                 })
             })
@@ -484,15 +490,21 @@ fn prepare(
     artifacts: &[Artifact],
     done: &HashMap<String, Done>,
     refresh: bool,
+    prefetched: Option<(FastMap<Hash, Hash>, FastMap<String, OutputRecord>)>,
 ) -> Result<Prepared, RunError> {
     let name = &stage.stage.name;
-    let known = if stage.stage.kind.is_llm() {
-        store.action_outputs_of_kind(llmstage::CALL_KIND)?
-    } else {
-        store.action_outputs_for(name, artifacts.iter().map(|a| &a.key))?
-    };
     let t0 = Instant::now();
-    let records = store.outputs_of_stage(name)?;
+    let (known, records) = match prefetched {
+        Some(p) => p,
+        None => {
+            let known = if stage.stage.kind.is_llm() {
+                store.action_outputs_of_kind(llmstage::CALL_KIND)?
+            } else {
+                store.action_outputs_for(name, artifacts.iter().map(|a| &a.key))?
+            };
+            (known, store.outputs_of_stage(name)?)
+        }
+    };
     let t1 = t0.elapsed();
     let mut standing = if refresh {
         vec![(Standing::Execute, false); artifacts.len()]
@@ -682,8 +694,21 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
             eprintln!("timing: {:>8.3}s {what}", start.elapsed().as_secs_f64());
         }
     };
+    // while salsa plans, a second thread reads what preparing its stages needs from the store
+    let mut prefetch = match project.pipeline() {
+        Ok(p) => store.prefetch(
+            p.stages
+                .iter()
+                .filter(|s| !s.kind.is_planned_in_run())
+                .map(|s| s.name.clone())
+                .collect(),
+        ),
+        Err(_) => crate::store::Prefetch::none(),
+    };
     let plan = project.plan(&opts.targets)?;
     phase("planned (salsa)");
+    let mut prefetched = prefetch.take()?;
+    phase("store read");
     for r in &opts.refresh {
         match plan.stages.iter().find(|s| &s.stage.name == r) {
             Some(s) if s.stage.kind.is_llm() => {}
@@ -715,7 +740,8 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
         phase(&format!("  preparing {}", sp.stage.name));
         let static_stage = !matches!(sp.value, StageValue::Dynamic);
         prepared.push(if static_stage {
-            Some(prepare(&project.root, store, sp, &sp.artifacts, &no_done, false)?)
+            let pre = prefetched.remove(&sp.stage.name);
+            Some(prepare(&project.root, store, sp, &sp.artifacts, &no_done, false, pre)?)
         } else {
             None
         });
@@ -775,7 +801,7 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
                     _ => format!("{} calls", artifacts.len()),
                 };
                 let refresh = opts.refresh.contains(&sp.stage.name);
-                let prep = prepare(&project.root, store, sp, &artifacts, &done, refresh)?;
+                let prep = prepare(&project.root, store, sp, &artifacts, &done, refresh, None)?;
                 (artifacts, prep)
             }
         };
@@ -1023,10 +1049,19 @@ fn record(stage: &str, a: &Artifact, hash: Hash, stat: Stat) -> OutputRecord {
 
 /// Writes files atomically on both cores and returns their records.
 fn write_files(root: &Path, tmp: &Path, stage: &str, jobs: &[(&Artifact, Arc<[u8]>)]) -> Result<Vec<OutputRecord>> {
+    // each directory once, rather than once per file
+    let dirs: std::collections::BTreeSet<&str> = jobs
+        .iter()
+        .map(|(a, _)| a.path.rfind('/').map_or("", |i| &a.path[..i]))
+        .collect();
+    for dir in dirs {
+        let dir = root.join(dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating directory {}", dir.display()))?;
+    }
     let one = |(a, content): &(&Artifact, Arc<[u8]>)| -> Result<OutputRecord> {
-        let path = root.join(&a.path);
-        fsutil::write_atomic(tmp, &path, content, false)?;
-        let stat = fsutil::stat(&path).with_context(|| format!("{} vanished after writing", a.path))?;
+        // the registry's old text is not in the store: never let it be absent
+        let aside = !matches!(a.source, Source::Registry);
+        let stat = fsutil::write_atomic_in_dir(tmp, &root.join(&a.path), content, aside)?;
         Ok(record(stage, a, Hash::of(content), stat))
     };
     if jobs.len() < 256 {

@@ -157,6 +157,58 @@ impl Manifest {
     }
 }
 
+/// Keys of many manifests that share a head (format, kind, params and leading inputs) and differ
+/// only in further inputs, hashed from pre-serialized pieces: `key(parts)` equals the key of the
+/// head with the parts' inputs appended, without building or serializing each manifest.
+pub struct KeyHead {
+    /// The head's JSON up to (not including) the closing `]}` of its inputs.
+    json: Vec<u8>,
+    has_inputs: bool,
+}
+
+impl KeyHead {
+    pub fn new(head: &Manifest) -> KeyHead {
+        let mut json = serde_json::to_vec(head).expect("a manifest always serializes");
+        debug_assert!(json.ends_with(b"]}"), "inputs are the manifest's last field");
+        json.truncate(json.len() - 2);
+        KeyHead {
+            json,
+            has_inputs: !head.inputs.is_empty(),
+        }
+    }
+
+    /// One part: the JSON of `inputs`, comma-separated, to pass to `key`.
+    pub fn part(inputs: &[Input]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, input) in inputs.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, input).expect("an input always serializes");
+        }
+        out
+    }
+
+    /// The key of the head followed by the inputs of `parts` (each made by `part`), in order.
+    pub fn key<'a>(&self, parts: impl IntoIterator<Item = &'a [u8]>) -> Hash {
+        let mut h = blake3::Hasher::new();
+        h.update(&self.json);
+        let mut first = !self.has_inputs;
+        for p in parts {
+            if p.is_empty() {
+                continue;
+            }
+            if !first {
+                h.update(b",");
+            }
+            first = false;
+            h.update(p);
+        }
+        h.update(b"]}");
+        Hash(*h.finalize().as_bytes())
+    }
+}
+
 /// A fast hasher for maps keyed by content hashes and paths (not exposed to untrusted input
 /// in a way that matters: the keys are daydream's own).
 #[derive(Default, Clone, Copy)]
@@ -191,6 +243,29 @@ mod tests {
         assert_eq!(std::str::from_utf8(&h.hex_bytes()).unwrap(), hex::encode(h.0));
         let m = Manifest::new("k").param("p", 1).input(Input::new("x", Some("f"), b"v"));
         assert_eq!(m.key(), Hash::of(m.to_json().as_bytes()));
+    }
+
+    #[test]
+    fn key_head_gives_the_full_manifests_key() {
+        let a = Input::new("a", Some("a.txt"), b"1");
+        let b = Input::new("b", None, b"2");
+        let c = Input::new("c", Some("c \"quoted\".txt"), b"3");
+        for head in [
+            Manifest::new("k"),
+            Manifest::new("k")
+                .param("p", "x")
+                .input(Input::new("t", Some("t.txt"), b"t")),
+        ] {
+            let kh = KeyHead::new(&head);
+            let (pa, pbc) = (
+                KeyHead::part(std::slice::from_ref(&a)),
+                KeyHead::part(&[b.clone(), c.clone()]),
+            );
+            let full = head.clone().input(a.clone()).input(b.clone()).input(c.clone());
+            assert_eq!(kh.key([&pa[..], &pbc[..]]), full.key());
+            assert_eq!(kh.key([&pbc[..]]), head.clone().input(b.clone()).input(c.clone()).key());
+            assert_eq!(kh.key(std::iter::empty()), head.key());
+        }
     }
 
     #[test]

@@ -130,6 +130,22 @@ impl Kind {
         matches!(self, Kind::GenerationResponse | Kind::EvaluationResponse)
     }
 
+    /// Whether the stage's outputs are planned from what earlier stages produced in the run (the
+    /// store and the LLM answers), rather than by salsa from the project's files.
+    pub fn is_planned_in_run(self) -> bool {
+        matches!(
+            self,
+            Kind::GenerationResponse
+                | Kind::EvaluationPrompt
+                | Kind::EvaluationResponse
+                | Kind::ParsedGenerationResponses
+                | Kind::ParsedScores
+                | Kind::Summaries
+                | Kind::Report
+                | Kind::CrossExperiment
+        )
+    }
+
     pub fn from_name(name: &str) -> Option<Kind> {
         Kind::ALL.iter().copied().find(|k| k.name() == name)
     }

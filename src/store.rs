@@ -7,7 +7,7 @@
 //! action or none of it. The database is queryable by users with any SQLite client.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -18,6 +18,7 @@ const SCHEMA_VERSION: i64 = 1;
 
 pub struct Store {
     conn: Connection,
+    path: PathBuf,
     /// In a long session (`run --watch`, which holds the project lock, so nothing else writes):
     /// per stage, the actions and output records last read, kept up to date by this store's own
     /// writes, so a rebuild does not read every record again.
@@ -68,9 +69,11 @@ pub struct OutputRecord {
 }
 
 fn hash_col(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Hash> {
-    let b: Vec<u8> = row.get(i)?;
-    Hash::from_slice(&b)
-        .ok_or_else(|| rusqlite::Error::InvalidColumnType(i, "hash".into(), rusqlite::types::Type::Blob))
+    let b = row
+        .get_ref(i)?
+        .as_blob()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, Box::new(e)))?;
+    Hash::from_slice(b).ok_or_else(|| rusqlite::Error::InvalidColumnType(i, "hash".into(), rusqlite::types::Type::Blob))
 }
 
 impl Store {
@@ -140,7 +143,36 @@ impl Store {
                 path.display()
             ),
         }
-        Ok(Store { conn, session: None })
+        Ok(Store {
+            conn,
+            path,
+            session: None,
+        })
+    }
+
+    /// Starts reading, on a second connection and thread, what `prepare` reads of `stages`: their
+    /// actions and output records. A run plans meanwhile; nothing is written until every stage
+    /// read through the prefetch is prepared. None in a session (its cache answers instead).
+    pub fn prefetch(&self, stages: Vec<String>) -> Prefetch {
+        if self.session.is_some() || stages.is_empty() {
+            return Prefetch(None);
+        }
+        let path = self.path.clone();
+        Prefetch(Some(std::thread::spawn(move || {
+            let conn = Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .with_context(|| format!("opening the store {}", path.display()))?;
+            conn.execute_batch("PRAGMA mmap_size=1073741824;")?;
+            let mut out = HashMap::new();
+            for stage in stages {
+                let known = read_action_outputs(&conn, &stage)?;
+                let records = read_outputs_of_stage(&conn, &stage)?;
+                out.insert(stage, (known, records));
+            }
+            Ok(out)
+        })))
     }
 
     /// Keeps what rebuilds read in memory from now on (the caller holds the project lock).
@@ -194,11 +226,7 @@ impl Store {
 
     /// Output hash of every action of `stage`, by key.
     pub fn action_outputs(&self, stage: &str) -> Result<FastMap<Hash, Hash>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT key, output FROM actions WHERE stage=?1")?;
-        let rows = st.query_map([stage], |r| Ok((hash_col(r, 0)?, hash_col(r, 1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        read_action_outputs(&self.conn, stage)
     }
 
     pub fn action(&self, key: &Hash) -> Result<Option<ActionRecord>> {
@@ -405,32 +433,9 @@ impl Store {
         {
             return Ok(records.clone());
         }
-        let out = self.read_outputs_of_stage(stage)?;
+        let out = read_outputs_of_stage(&self.conn, stage)?;
         if let Some(mut c) = self.cache() {
             c.outputs.insert(stage.to_owned(), out.clone());
-        }
-        Ok(out)
-    }
-
-    fn read_outputs_of_stage(&self, stage: &str) -> Result<FastMap<String, OutputRecord>> {
-        // the bulk read of a no-op run: only what classification needs, one allocation a row
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT path, key, hash, size, mtime_ns FROM outputs WHERE stage=?1")?;
-        let mut rows = st.query([stage])?;
-        let mut out = FastMap::default();
-        while let Some(r) = rows.next()? {
-            let path: String = r.get(0)?;
-            let rec = OutputRecord {
-                path: String::new(),
-                stage: String::new(),
-                task: None,
-                key: hash_col(r, 1)?,
-                hash: hash_col(r, 2)?,
-                size: r.get::<_, i64>(3)? as u64,
-                mtime_ns: r.get(4)?,
-            };
-            out.insert(path, rec);
         }
         Ok(out)
     }
@@ -515,6 +520,56 @@ impl Store {
              AND hash NOT IN (SELECT output FROM superseded)", [])?;
         Ok(n)
     }
+}
+
+/// What `Store::prefetch` read: per stage, its actions (key -> output) and its output records.
+pub type Prefetched = HashMap<String, (FastMap<Hash, Hash>, FastMap<String, OutputRecord>)>;
+
+/// A prefetch under way (see `Store::prefetch`).
+pub struct Prefetch(Option<std::thread::JoinHandle<Result<Prefetched>>>);
+
+impl Prefetch {
+    pub fn none() -> Prefetch {
+        Prefetch(None)
+    }
+
+    /// Waits for the prefetch; empty when there was none.
+    pub fn take(&mut self) -> Result<Prefetched> {
+        match self.0.take() {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| anyhow::bail!("the store prefetch thread panicked")),
+            None => Ok(HashMap::new()),
+        }
+    }
+}
+
+fn read_action_outputs(conn: &Connection, stage: &str) -> Result<FastMap<Hash, Hash>> {
+    let mut st = conn.prepare_cached("SELECT key, output FROM actions WHERE stage=?1")?;
+    let rows = st.query_map([stage], |r| Ok((hash_col(r, 0)?, hash_col(r, 1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The records of a stage's files, by path, with `path`, `stage` and `task` left empty.
+fn read_outputs_of_stage(conn: &Connection, stage: &str) -> Result<FastMap<String, OutputRecord>> {
+    // the bulk read of a no-op run: only what classification needs, one allocation a row
+    let mut st = conn.prepare_cached("SELECT path, key, hash, size, mtime_ns FROM outputs WHERE stage=?1")?;
+    let mut rows = st.query([stage])?;
+    let mut out = FastMap::default();
+    while let Some(r) = rows.next()? {
+        let path: String = r.get(0)?;
+        let rec = OutputRecord {
+            path: String::new(),
+            stage: String::new(),
+            task: None,
+            key: hash_col(r, 1)?,
+            hash: hash_col(r, 2)?,
+            size: r.get::<_, i64>(3)? as u64,
+            mtime_ns: r.get(4)?,
+        };
+        out.insert(path, rec);
+    }
+    Ok(out)
 }
 
 fn output_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutputRecord> {
