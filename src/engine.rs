@@ -460,7 +460,7 @@ fn classify_all(
 struct Prepared {
     standing: Vec<(Standing, bool)>,
     /// What the store recorded of this stage's files before the run.
-    records: FastMap<String, OutputRecord>,
+    records: Arc<FastMap<String, OutputRecord>>,
     /// Output hash of every known key of this stage.
     known: FastMap<Hash, Hash>,
     /// Content of every new key.
@@ -495,7 +495,7 @@ fn prepare(
     let name = &stage.stage.name;
     let t0 = Instant::now();
     let (known, records) = match prefetched {
-        Some(p) => p,
+        Some((known, records)) => (known, Arc::new(records)),
         None => {
             let known = if stage.stage.kind.is_llm() {
                 store.action_outputs_of_kind(llmstage::CALL_KIND)?
@@ -1058,21 +1058,28 @@ fn write_files(root: &Path, tmp: &Path, stage: &str, jobs: &[(&Artifact, Arc<[u8
         let dir = root.join(dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating directory {}", dir.display()))?;
     }
-    let one = |(a, content): &(&Artifact, Arc<[u8]>)| -> Result<OutputRecord> {
+    let one = |w: &mut fsutil::Writer, (a, content): &(&Artifact, Arc<[u8]>)| -> Result<OutputRecord> {
         // the registry's old text is not in the store: never let it be absent
-        let aside = !matches!(a.source, Source::Registry);
-        let stat = fsutil::write_atomic_in_dir(tmp, &root.join(&a.path), content, aside)?;
+        let may_vanish = !matches!(a.source, Source::Registry);
+        let stat = w.write(&root.join(&a.path), content, may_vanish)?;
         Ok(record(stage, a, Hash::of(content), stat))
     };
-    if jobs.len() < 256 {
-        return jobs.iter().map(one).collect();
+    let threads = if jobs.len() < 256 {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
+    };
+    let mut writers = fsutil::Writer::many(tmp, threads)?;
+    if threads == 1 {
+        let w = &mut writers[0];
+        return jobs.iter().map(|j| one(w, j)).collect();
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     let chunk = jobs.len().div_ceil(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = jobs
             .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(one).collect::<Result<Vec<_>>>()))
+            .zip(&mut writers)
+            .map(|(part, w)| s.spawn(move || part.iter().map(|j| one(w, j)).collect::<Result<Vec<_>>>()))
             .collect();
         let mut out = Vec::with_capacity(jobs.len());
         for h in handles {

@@ -1,8 +1,9 @@
 //! File system helpers: atomic writes, the project lock, stat fingerprints.
 //!
-//! Outputs are written to a temporary file inside `.daydream/tmp/` and renamed into place, so a
-//! reader (or a `kill -9`) never sees half a file. `.daydream/tmp/` is emptied at the start of
-//! every run, under the lock.
+//! Outputs are written to a temporary file inside `.daydream/tmp/` and renamed into place, or
+//! written over a spare file in `.daydream/spare/` (an output's earlier version) and swapped into
+//! place (see [`Writer`]), so a reader (or a `kill -9`) never sees half a file. `.daydream/tmp/`
+//! is emptied at the start of every run, under the lock.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -29,27 +30,161 @@ pub fn write_atomic(tmp_dir: &Path, path: &Path, bytes: &[u8], durable: bool) ->
     Ok(())
 }
 
-/// Writes `bytes` to `path` atomically, as [`write_atomic`] without syncing, into a directory that
-/// exists already, and returns the file's stat (taken from the open file: a rename keeps it).
+/// Writes many outputs, each atomically and without syncing, into directories that exist already,
+/// recycling the files they replace.
 ///
-/// With `aside`, the file it replaces is first moved into `tmp_dir` rather than renamed over:
-/// replacing a file makes ext4 free the old one's blocks and flush the new one's data there and
-/// then (`auto_da_alloc`), about three quarters of the cost of rewriting a small file. The old
-/// files go with `tmp_dir` at the next [`reset_tmp`], which deletes them off the run's path. For an
-/// instant, or after a `kill -9` between the two renames, `path` is absent (never partial): only
-/// for outputs whose content the store holds, so the next run restores them.
-pub fn write_atomic_in_dir(tmp_dir: &Path, path: &Path, bytes: &[u8], aside: bool) -> Result<Stat> {
-    let (tmp, stat) = write_tmp(tmp_dir, bytes, false)?;
-    if aside {
-        let old = tmp.with_extension("old");
-        match fs::rename(path, &old) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("moving the old {} aside", path.display())),
-        }
+/// Creating a file and freeing the one it replaces (its inode, its blocks, and on a filesystem
+/// mounted with `discard` a trim of them) is most of the cost of rewriting a small file. So the
+/// file an output replaces is kept in `.daydream/spare/`, and the next output is written over it
+/// (no new blocks when the sizes are alike) and swapped into place in one atomic
+/// `renameat2(RENAME_EXCHANGE)`, which leaves the old version in the spare's place for the next.
+/// At no instant is an output absent or partial, and a `kill -9` leaves at worst a spare half
+/// rewritten. The spares stay few: a writer starts with its share of them, gains one only when it
+/// has none, and a new output (nothing to swap with) uses one up.
+///
+/// What a plain rename would also risk: after a power cut (not a crash) an output rewritten in the
+/// last half minute may hold older bytes under its new size and time. The store has every
+/// output's content: `daydream explain` tells such a file as edited, and `daydream clean STAGE`
+/// then `daydream run` puts it back.
+///
+/// Where the swap is not supported (another OS or filesystem, or `.daydream/` on another
+/// filesystem than the output), each output is a new file renamed into place; with `may_vanish`
+/// the old one is first moved aside (cheaper than renaming over it on ext4, which frees its blocks
+/// and flushes the new data there and then), so for an instant, or after a `kill -9` between the
+/// two renames, the output is absent: only for outputs whose content the store holds.
+pub struct Writer {
+    tmp_dir: PathBuf,
+    spare_dir: PathBuf,
+    spares: Vec<PathBuf>,
+    swap: bool,
+}
+
+impl Writer {
+    /// `n` writers (for `n` threads) sharing the spares in the `spare` directory beside `tmp_dir`.
+    pub fn many(tmp_dir: &Path, n: usize) -> Result<Vec<Writer>> {
+        let spare_dir = tmp_dir.with_file_name("spare");
+        fs::create_dir_all(&spare_dir).with_context(|| format!("creating {}", spare_dir.display()))?;
+        let mut spares: Vec<PathBuf> = fs::read_dir(&spare_dir)
+            .with_context(|| format!("listing {}", spare_dir.display()))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.path())
+            .collect();
+        let n = n.max(1);
+        let share = spares.len().div_ceil(n);
+        Ok((0..n)
+            .map(|_| Writer {
+                tmp_dir: tmp_dir.to_path_buf(),
+                spare_dir: spare_dir.clone(),
+                spares: spares.split_off(spares.len().saturating_sub(share)),
+                swap: true,
+            })
+            .collect())
     }
-    move_into_place(&tmp, path)?;
-    Ok(stat)
+
+    /// Writes `bytes` to `path` and returns the file's stat (taken from the open file: the swap
+    /// or rename keeps it).
+    pub fn write(&mut self, path: &Path, bytes: &[u8], may_vanish: bool) -> Result<Stat> {
+        while self.swap
+            && let Some(spare) = self.spares.pop()
+        {
+            let Some(stat) = rewrite(&spare, bytes).with_context(|| format!("rewriting {}", spare.display()))? else {
+                // linked elsewhere too, or not a plain file: not ours to rewrite; out of the pool
+                if fs::symlink_metadata(&spare).is_ok_and(|m| m.is_file()) {
+                    let _ = fs::remove_file(&spare);
+                }
+                continue;
+            };
+            match exchange(&spare, path) {
+                Ok(()) => {
+                    self.spares.push(spare); // now the old version: the next one's spare
+                    return Ok(stat);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // a new output: the spare becomes it
+                    move_into_place(&spare, path)?;
+                    return Ok(stat);
+                }
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINVAL | libc::ENOSYS | libc::EXDEV | libc::EOPNOTSUPP)
+                    ) || e.kind() == std::io::ErrorKind::Unsupported =>
+                {
+                    self.swap = false;
+                    self.spares.push(spare);
+                }
+                Err(e) => return Err(e).with_context(|| format!("swapping {} into place", path.display())),
+            }
+        }
+        let (tmp, stat) = write_tmp(&self.tmp_dir, bytes, false)?;
+        if may_vanish {
+            // the old file becomes a spare (or, without swaps, waits in tmp for the next reset)
+            let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let dir = if self.swap { &self.spare_dir } else { &self.tmp_dir };
+            let old = dir.join(format!("{}-{n}.old", std::process::id()));
+            match fs::rename(path, &old) {
+                Ok(()) if self.swap => self.spares.push(old),
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("moving the old {} aside", path.display())),
+            }
+        }
+        move_into_place(&tmp, path)?;
+        Ok(stat)
+    }
+}
+
+/// Writes `bytes` over the file `spare` (in place, then cut to length) and returns its stat; None
+/// when `spare` is not a plain file of one link (a hard link elsewhere would see the change).
+fn rewrite(spare: &Path, bytes: &[u8]) -> Result<Option<Stat>> {
+    use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+    let f = match OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(spare)
+    {
+        Ok(f) => f,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::EISDIR | libc::ENOENT)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let m = f.metadata()?;
+    if !m.is_file() || m.nlink() != 1 {
+        return Ok(None);
+    }
+    f.write_all_at(bytes, 0)?;
+    if m.len() != bytes.len() as u64 {
+        f.set_len(bytes.len() as u64)?;
+    }
+    Ok(Some(stat_of(&f.metadata()?)))
+}
+
+/// Swaps two paths atomically (`renameat2(RENAME_EXCHANGE)`); NotFound when `b` does not exist.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both are NUL-terminated paths that live across the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_: &Path, _: &Path) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
 }
 
 /// A new temporary file in `tmp_dir` holding `bytes`, and its stat.
@@ -242,29 +377,90 @@ fn empty_in_background(dir: PathBuf) {
 mod tests {
     use super::*;
 
+    fn spares(tmp: &Path) -> Vec<Vec<u8>> {
+        let mut held: Vec<Vec<u8>> = fs::read_dir(tmp.with_file_name("spare"))
+            .unwrap()
+            .map(|e| fs::read(e.unwrap().path()).unwrap())
+            .collect();
+        held.sort();
+        held
+    }
+
     #[test]
-    fn a_file_replaced_aside_is_whole_and_its_old_self_goes_with_the_next_reset() {
+    fn a_replaced_file_becomes_the_spare_the_next_output_is_written_over() {
         let dir = tempfile::tempdir().unwrap();
         let tmp = reset_tmp(&dir.path().join(".daydream/tmp")).unwrap();
         let out = dir.path().join("out");
         fs::create_dir_all(&out).unwrap();
-        let path = out.join("a.txt");
-        // a first write (nothing to move aside), then a replacement
-        let first = write_atomic_in_dir(&tmp, &path, b"old", true).unwrap();
-        assert_eq!(first.size, 3);
-        let second = write_atomic_in_dir(&tmp, &path, b"newer", true).unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"newer");
-        assert_eq!(
-            stat(&path),
-            Some(second),
-            "the stat taken before the rename is the file's"
+        let (a, b, c) = (out.join("a.txt"), out.join("b.txt"), out.join("c.txt"));
+        let mut w = Writer::many(&tmp, 1).unwrap().pop().unwrap();
+        assert_eq!(w.write(&a, b"first a", true).unwrap().size, 7);
+        assert_eq!(w.write(&b, b"first b", true).unwrap().size, 7);
+        assert!(spares(&tmp).is_empty(), "new files leave no spare");
+        // no spare yet: a new file, and the old one moves aside to become the spare
+        let s = w.write(&a, b"second a", true).unwrap();
+        assert_eq!((fs::read(&a).unwrap(), stat(&a)), (b"second a".to_vec(), Some(s)));
+        assert_eq!(spares(&tmp), vec![b"first a".to_vec()]);
+        // then the spare is rewritten (shorter, then longer) and swapped in; the old b is the spare
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+        let spare_inode = inode(
+            &fs::read_dir(tmp.with_file_name("spare"))
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path(),
         );
-        let held: Vec<Vec<u8>> = fs::read_dir(&tmp)
-            .unwrap()
-            .map(|e| fs::read(e.unwrap().path()).unwrap())
-            .collect();
-        assert_eq!(held, vec![b"old".to_vec()], "only the old file waits in tmp");
-        // the next reset leaves tmp empty and deletes the old file in the background
+        let s = w.write(&b, b"b2", true).unwrap();
+        assert_eq!((fs::read(&b).unwrap(), stat(&b)), (b"b2".to_vec(), Some(s)));
+        assert_eq!(inode(&b), spare_inode, "the spare was written over, not a new file");
+        assert_eq!(spares(&tmp), vec![b"first b".to_vec()]);
+        let s = w.write(&a, b"third a, longer than before", true).unwrap();
+        assert_eq!(
+            (fs::read(&a).unwrap(), stat(&a)),
+            (b"third a, longer than before".to_vec(), Some(s))
+        );
+        assert_eq!(spares(&tmp), vec![b"second a".to_vec()]);
+        // a new output uses the spare up; a file that must never be absent is renamed over
+        w.write(&c, b"c", true).unwrap();
+        assert!(spares(&tmp).is_empty());
+        w.write(&c, b"c2", false).unwrap();
+        assert_eq!(fs::read(&c).unwrap(), b"c2");
+        assert!(spares(&tmp).is_empty());
+        // the next run's writers find the spares left
+        w.write(&c, b"c3", true).unwrap();
+        let mut again = Writer::many(&tmp, 2).unwrap();
+        assert_eq!(again.iter().map(|w| w.spares.len()).sum::<usize>(), 1);
+        again[0].write(&b, b"b3", true).unwrap();
+        again[1].write(&b, b"b4", true).unwrap();
+        assert_eq!(fs::read(&b).unwrap(), b"b4");
+        assert_eq!(fs::read(&a).unwrap(), b"third a, longer than before");
+        assert_eq!(fs::read(&c).unwrap(), b"c3");
+        assert!(spares(&tmp).len() <= 2, "at most one spare per writer");
+    }
+
+    #[test]
+    fn a_spare_linked_elsewhere_is_never_written_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = reset_tmp(&dir.path().join(".daydream/tmp")).unwrap();
+        let spare_dir = tmp.with_file_name("spare");
+        fs::create_dir_all(&spare_dir).unwrap();
+        fs::write(spare_dir.join("s.old"), b"kept by a hard link").unwrap();
+        fs::hard_link(spare_dir.join("s.old"), dir.path().join("keep.txt")).unwrap();
+        let out = dir.path().join("out.txt");
+        fs::write(&out, b"old").unwrap();
+        let mut w = Writer::many(&tmp, 1).unwrap().pop().unwrap();
+        w.write(&out, b"new", true).unwrap();
+        assert_eq!(fs::read(&out).unwrap(), b"new");
+        assert_eq!(fs::read(dir.path().join("keep.txt")).unwrap(), b"kept by a hard link");
+        assert_eq!(spares(&tmp), vec![b"old".to_vec()], "the linked spare left the pool");
+    }
+
+    #[test]
+    fn a_reset_empties_tmp_and_deletes_what_it_held_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = reset_tmp(&dir.path().join(".daydream/tmp")).unwrap();
+        fs::write(tmp.join("left-by-a-crash.tmp"), b"x").unwrap();
         reset_tmp(&tmp).unwrap();
         assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
         let trash = tmp.with_file_name("trash");
@@ -273,7 +469,6 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "trash never emptied");
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        assert_eq!(fs::read(&path).unwrap(), b"newer");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -23,14 +24,19 @@ pub struct Store {
     /// per stage, the actions and output records last read, kept up to date by this store's own
     /// writes, so a rebuild does not read every record again.
     session: Option<std::sync::Mutex<SessionCache>>,
+    /// In a session: the checkpoint running beside it (see `checkpoint_in_background`).
+    checkpoint: Option<std::thread::JoinHandle<()>>,
 }
 
 #[derive(Default)]
 struct SessionCache {
     /// Per stage: output hash by key, of the keys the last plan asked about.
     actions: HashMap<String, FastMap<Hash, Hash>>,
-    /// Per stage: the records of its files, by path.
-    outputs: HashMap<String, FastMap<String, OutputRecord>>,
+    /// Per stage: the records of its files, by path, shared with the run that reads them.
+    outputs: HashMap<String, Arc<FastMap<String, OutputRecord>>>,
+    /// Per stage: records written since its map was last handed out, added to it when it is next
+    /// asked for (by then the run that held the map has let it go, so adding copies nothing).
+    pending: HashMap<String, Vec<OutputRecord>>,
 }
 
 /// What the store knows about one action.
@@ -147,6 +153,7 @@ impl Store {
             conn,
             path,
             session: None,
+            checkpoint: None,
         })
     }
 
@@ -176,8 +183,27 @@ impl Store {
     }
 
     /// Keeps what rebuilds read in memory from now on (the caller holds the project lock).
-    pub fn keep_in_memory(&mut self) {
+    /// Also leaves checkpoints (copying the write-ahead log into the database, which syncs both)
+    /// to `checkpoint_in_background`, so a rebuild's commit waits for its own log only.
+    pub fn keep_in_memory(&mut self) -> Result<()> {
         self.session = Some(Default::default());
+        self.conn.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
+        Ok(())
+    }
+
+    /// Starts a checkpoint on a second connection and thread, unless one is still running. It
+    /// takes no lock that this store's writes wait for, and a failed one only leaves the log
+    /// longer (the next one, or the next open of the store, finishes the work).
+    pub fn checkpoint_in_background(&mut self) {
+        if self.checkpoint.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let path = self.path.clone();
+        self.checkpoint = Some(std::thread::spawn(move || {
+            if let Ok(conn) = Connection::open(&path) {
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            }
+        }));
     }
 
     fn cache(&self) -> Option<std::sync::MutexGuard<'_, SessionCache>> {
@@ -427,14 +453,20 @@ impl Store {
 
     /// The records of a stage's files, by path. For speed, `path`, `stage` and `task` of the
     /// returned records are left empty: the map's key is the path.
-    pub fn outputs_of_stage(&self, stage: &str) -> Result<FastMap<String, OutputRecord>> {
-        if let Some(c) = self.cache()
-            && let Some(records) = c.outputs.get(stage)
-        {
-            return Ok(records.clone());
-        }
-        let out = read_outputs_of_stage(&self.conn, stage)?;
+    pub fn outputs_of_stage(&self, stage: &str) -> Result<Arc<FastMap<String, OutputRecord>>> {
         if let Some(mut c) = self.cache() {
+            let c = &mut *c;
+            if let Some(records) = c.outputs.get_mut(stage) {
+                if let Some(new) = c.pending.remove(stage) {
+                    let map = Arc::make_mut(records);
+                    map.extend(new.into_iter().map(|o| (o.path.clone(), o)));
+                }
+                return Ok(records.clone());
+            }
+        }
+        let out = Arc::new(read_outputs_of_stage(&self.conn, stage)?);
+        if let Some(mut c) = self.cache() {
+            c.pending.remove(stage);
             c.outputs.insert(stage.to_owned(), out.clone());
         }
         Ok(out)
@@ -477,9 +509,10 @@ impl Store {
         }
         tx.commit().context("committing output records to the store")?;
         if let Some(mut c) = self.cache() {
+            let c = &mut *c;
             for o in kept {
-                if let Some(stage) = c.outputs.get_mut(&o.stage) {
-                    stage.insert(o.path.clone(), (*o).clone());
+                if c.outputs.contains_key(&o.stage) {
+                    c.pending.entry(o.stage.clone()).or_default().push((*o).clone());
                 }
             }
         }

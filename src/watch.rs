@@ -172,7 +172,7 @@ pub fn watch(
     let mut store = Store::open(&project.state_dir())?;
     if !opts.dry_run {
         // we hold the lock: nothing else writes the store while we watch
-        store.keep_in_memory();
+        store.keep_in_memory()?;
     }
     let opts = RunOptions { session: true, ..opts };
 
@@ -254,6 +254,7 @@ pub fn watch(
         busy.store(true, Ordering::SeqCst);
         let result = engine::run(&project, &mut store, &opts);
         busy.store(false, Ordering::SeqCst);
+        store.checkpoint_in_background();
         match result {
             Ok(report) if changed.is_empty() => print(&mut out, &report, opts.dry_run),
             Ok(report) => summary(&mut out, &report, start.elapsed()),
