@@ -492,11 +492,16 @@ impl Store {
         let kept = self.session.is_some().then_some(&records).into_iter().flatten();
         let tx = self.conn.transaction()?;
         {
-            let mut st = tx.prepare_cached(
+            // Most records replace one of the same path, stage and task: updating the columns no
+            // index holds changes one page per row, where replacing the row changes every index.
+            let mut update = tx.prepare_cached(
+                "UPDATE outputs SET key=?4, hash=?5, size=?6, mtime_ns=?7 WHERE path=?1 AND stage=?2 AND task IS ?3",
+            )?;
+            let mut insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO outputs(path, stage, task, key, hash, size, mtime_ns) VALUES(?1,?2,?3,?4,?5,?6,?7)",
             )?;
             for o in &records {
-                st.execute(params![
+                let row = params![
                     o.path,
                     o.stage,
                     o.task,
@@ -504,7 +509,10 @@ impl Store {
                     &o.hash.0[..],
                     o.size as i64,
                     o.mtime_ns
-                ])?;
+                ];
+                if update.execute(row)? == 0 {
+                    insert.execute(row)?;
+                }
             }
         }
         tx.commit().context("committing output records to the store")?;
