@@ -22,7 +22,7 @@ use crate::key::{FastMap, Hash, Input, Manifest};
 use crate::llmstage::{self, Done};
 use crate::prompt::{self, Renderer};
 use crate::spec::{Kind, Pipeline, Stage};
-use crate::store::{OutputRecord, Store};
+use crate::store::{OutputRecord, Records, Store};
 
 pub const STATE_DIR: &str = ".daydream";
 
@@ -391,20 +391,27 @@ impl RunReport {
 }
 
 /// Where an artifact's file stands on disk relative to its record.
+/// `next` is where `a`'s record is looked for first (records are listed in artifact order); it
+/// moves past the record found.
 fn classify<'a>(
     root: &Path,
     dirs: &mut fsutil::DirStat<'a>,
     a: &'a Artifact,
     known: &FastMap<Hash, Hash>,
-    records: &FastMap<String, OutputRecord>,
+    records: &Records,
+    next: &mut usize,
 ) -> (Standing, bool) {
     let Some(out) = known.get(&a.key) else {
+        *next += 1;
         return (Standing::Execute, false);
     };
     if !a.materialize {
         return (Standing::Unchanged, false);
     }
-    let rec = records.get(&a.path);
+    let rec = records.find_at(*next, &a.path).map(|(at, r)| {
+        *next = at + 1;
+        r
+    });
     let stat = dirs.stat(&a.path);
     match (rec, stat) {
         (Some(r), Some(s)) if r.key == a.key && r.hash == *out && s.size == r.size && s.mtime_ns == r.mtime_ns => {
@@ -427,25 +434,28 @@ fn classify_all(
     root: &Path,
     artifacts: &[Artifact],
     known: &FastMap<Hash, Hash>,
-    records: &FastMap<String, OutputRecord>,
+    records: &Records,
 ) -> Vec<(Standing, bool)> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     if artifacts.len() < 2048 || threads == 1 {
         let mut dirs = fsutil::DirStat::new(root);
+        let mut next = 0;
         return artifacts
             .iter()
-            .map(|a| classify(root, &mut dirs, a, known, records))
+            .map(|a| classify(root, &mut dirs, a, known, records, &mut next))
             .collect();
     }
     let chunk = artifacts.len().div_ceil(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = artifacts
             .chunks(chunk)
-            .map(|part| {
+            .enumerate()
+            .map(|(n, part)| {
                 s.spawn(move || {
                     let mut dirs = fsutil::DirStat::new(root);
+                    let mut next = n * chunk;
                     part.iter()
-                        .map(|a| classify(root, &mut dirs, a, known, records))
+                        .map(|a| classify(root, &mut dirs, a, known, records, &mut next))
                         .collect::<Vec<_>>()
                 })
             })
@@ -460,7 +470,7 @@ fn classify_all(
 struct Prepared {
     standing: Vec<(Standing, bool)>,
     /// What the store recorded of this stage's files before the run.
-    records: Arc<FastMap<String, OutputRecord>>,
+    records: Arc<Records>,
     /// Output hash of every known key of this stage.
     known: FastMap<Hash, Hash>,
     /// Content of every new key.
@@ -490,7 +500,7 @@ fn prepare(
     artifacts: &[Artifact],
     done: &HashMap<String, Done>,
     refresh: bool,
-    prefetched: Option<(FastMap<Hash, Hash>, FastMap<String, OutputRecord>)>,
+    prefetched: Option<(FastMap<Hash, Hash>, Records)>,
 ) -> Result<Prepared, RunError> {
     let name = &stage.stage.name;
     let t0 = Instant::now();

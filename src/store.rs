@@ -28,12 +28,63 @@ pub struct Store {
     checkpoint: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A stage's output records in the order the store holds them: the order they were first written,
+/// which is the order of the stage's artifacts, so a plan reads them by position; an index by path
+/// is built the first time a position does not match.
+#[derive(Clone, Default)]
+pub struct Records {
+    rows: Vec<(String, OutputRecord)>,
+    index: std::sync::OnceLock<FastMap<String, usize>>,
+}
+
+impl Records {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    fn index(&self) -> &FastMap<String, usize> {
+        self.index
+            .get_or_init(|| self.rows.iter().enumerate().map(|(i, (p, _))| (p.clone(), i)).collect())
+    }
+
+    pub fn get(&self, path: &str) -> Option<&OutputRecord> {
+        self.index().get(path).map(|&i| &self.rows[i].1)
+    }
+
+    /// The record of `path` and its position, looked for first at position `at`.
+    pub fn find_at(&self, at: usize, path: &str) -> Option<(usize, &OutputRecord)> {
+        match self.rows.get(at) {
+            Some((p, r)) if p == path => Some((at, r)),
+            _ => self.index().get(path).map(|&i| (i, &self.rows[i].1)),
+        }
+    }
+
+    /// Adds or replaces the record of `rec.path`.
+    fn put(&mut self, rec: OutputRecord) {
+        let path = rec.path.clone();
+        match self.index().get(&path) {
+            Some(&i) => self.rows[i].1 = rec,
+            None => {
+                let i = self.rows.len();
+                self.rows.push((path.clone(), rec));
+                if let Some(index) = self.index.get_mut() {
+                    index.insert(path, i);
+                }
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct SessionCache {
     /// Per stage: output hash by key, of the keys the last plan asked about.
     actions: HashMap<String, FastMap<Hash, Hash>>,
     /// Per stage: the records of its files, by path, shared with the run that reads them.
-    outputs: HashMap<String, Arc<FastMap<String, OutputRecord>>>,
+    outputs: HashMap<String, Arc<Records>>,
     /// Per stage: records written since its map was last handed out, added to it when it is next
     /// asked for (by then the run that held the map has let it go, so adding copies nothing).
     pending: HashMap<String, Vec<OutputRecord>>,
@@ -453,13 +504,15 @@ impl Store {
 
     /// The records of a stage's files, by path. For speed, `path`, `stage` and `task` of the
     /// returned records are left empty: the map's key is the path.
-    pub fn outputs_of_stage(&self, stage: &str) -> Result<Arc<FastMap<String, OutputRecord>>> {
+    pub fn outputs_of_stage(&self, stage: &str) -> Result<Arc<Records>> {
         if let Some(mut c) = self.cache() {
             let c = &mut *c;
             if let Some(records) = c.outputs.get_mut(stage) {
                 if let Some(new) = c.pending.remove(stage) {
                     let map = Arc::make_mut(records);
-                    map.extend(new.into_iter().map(|o| (o.path.clone(), o)));
+                    for o in new {
+                        map.put(o);
+                    }
                 }
                 return Ok(records.clone());
             }
@@ -564,7 +617,7 @@ impl Store {
 }
 
 /// What `Store::prefetch` read: per stage, its actions (key -> output) and its output records.
-pub type Prefetched = HashMap<String, (FastMap<Hash, Hash>, FastMap<String, OutputRecord>)>;
+pub type Prefetched = HashMap<String, (FastMap<Hash, Hash>, Records)>;
 
 /// A prefetch under way (see `Store::prefetch`).
 pub struct Prefetch(Option<std::thread::JoinHandle<Result<Prefetched>>>);
@@ -592,11 +645,13 @@ fn read_action_outputs(conn: &Connection, stage: &str) -> Result<FastMap<Hash, H
 }
 
 /// The records of a stage's files, by path, with `path`, `stage` and `task` left empty.
-fn read_outputs_of_stage(conn: &Connection, stage: &str) -> Result<FastMap<String, OutputRecord>> {
-    // the bulk read of a no-op run: only what classification needs, one allocation a row
-    let mut st = conn.prepare_cached("SELECT path, key, hash, size, mtime_ns FROM outputs WHERE stage=?1")?;
+fn read_outputs_of_stage(conn: &Connection, stage: &str) -> Result<Records> {
+    // the bulk read of a no-op run: only what classification needs, one allocation a row, in
+    // the order written (the stage index holds it: no sort)
+    let mut st =
+        conn.prepare_cached("SELECT path, key, hash, size, mtime_ns FROM outputs WHERE stage=?1 ORDER BY rowid")?;
     let mut rows = st.query([stage])?;
-    let mut out = FastMap::default();
+    let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         let path: String = r.get(0)?;
         let rec = OutputRecord {
@@ -608,9 +663,12 @@ fn read_outputs_of_stage(conn: &Connection, stage: &str) -> Result<FastMap<Strin
             size: r.get::<_, i64>(3)? as u64,
             mtime_ns: r.get(4)?,
         };
-        out.insert(path, rec);
+        out.push((path, rec));
     }
-    Ok(out)
+    Ok(Records {
+        rows: out,
+        index: Default::default(),
+    })
 }
 
 fn output_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutputRecord> {
