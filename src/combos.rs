@@ -58,9 +58,20 @@ impl Combos {
 pub fn combo_id(concept_ids: &[&str], level: &str, k_max: usize) -> String {
     let mut sorted = concept_ids.to_vec();
     sorted.sort_unstable();
-    let text = format!("{}|{level}|{k_max}", sorted.join("|"));
-    let digest = Sha256::digest(text.as_bytes());
-    format!("combo_v1_{}", &hex::encode(digest)[..12])
+    // sha256 of "id|id|...|level|k_max", fed in pieces rather than joined
+    let mut h = Sha256::new();
+    for id in &sorted {
+        h.update(id.as_bytes());
+        h.update(b"|");
+    }
+    h.update(level.as_bytes());
+    h.update(b"|");
+    h.update(k_max.to_string().as_bytes());
+    let digest = h.finalize();
+    let mut id = String::with_capacity(21);
+    id.push_str("combo_v1_");
+    id.push_str(&hex::encode(&digest[..6]));
+    id
 }
 
 /// Index combinations in lexicographic order, like Python's `itertools.combinations(range(n), k)`.

@@ -291,7 +291,15 @@ fn artifacts(stage: &Stage, value: &StageValue) -> Vec<Artifact> {
             vec![table(stage.str("output"), Source::TaskTable)]
         }
         StageValue::Prompts(p) => {
-            let pattern = stage.str("output");
+            // the pattern split once, and one shared name per model, rather than per artifact
+            let pattern: Vec<&str> = stage.str("output").split("{id}").collect();
+            let models: Vec<Arc<str>> = p
+                .tasks
+                .models
+                .models
+                .iter()
+                .map(|m| Arc::from(m.model.as_str()))
+                .collect();
             let materialize = stage.bool("materialize");
             p.tasks
                 .rows
@@ -300,8 +308,15 @@ fn artifacts(stage: &Stage, value: &StageValue) -> Vec<Artifact> {
                     let t = p.templates[r.template as usize]
                         .as_ref()
                         .expect("tasks use active templates");
+                    let mut path = String::with_capacity(pattern.iter().map(|s| s.len()).sum::<usize>() + r.id.len());
+                    for (i, part) in pattern.iter().enumerate() {
+                        if i > 0 {
+                            path.push_str(&r.id);
+                        }
+                        path.push_str(part);
+                    }
                     Artifact {
-                        path: pattern.replace("{id}", &r.id),
+                        path,
                         task: Some(r.id.clone()),
                         key: t.keys[r.combo as usize],
                         source: Source::Prompt {
@@ -309,7 +324,7 @@ fn artifacts(stage: &Stage, value: &StageValue) -> Vec<Artifact> {
                             combo: r.combo as usize,
                         },
                         materialize,
-                        model: Some(Arc::from(p.tasks.models.models[r.model as usize].model.as_str())),
+                        model: Some(models[r.model as usize].clone()),
                         manifest: None,
                     }
                 })
