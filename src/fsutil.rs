@@ -57,6 +57,7 @@ pub struct Writer {
     spare_dir: PathBuf,
     spares: Vec<PathBuf>,
     swap: bool,
+    buf: Vec<u8>,
 }
 
 impl Writer {
@@ -78,6 +79,7 @@ impl Writer {
                 spare_dir: spare_dir.clone(),
                 spares: spares.split_off(spares.len().saturating_sub(share)),
                 swap: true,
+                buf: Vec::new(),
             })
             .collect())
     }
@@ -88,7 +90,9 @@ impl Writer {
         while self.swap
             && let Some(spare) = self.spares.pop()
         {
-            let Some(stat) = rewrite(&spare, bytes).with_context(|| format!("rewriting {}", spare.display()))? else {
+            let Some(stat) =
+                rewrite(&spare, bytes, &mut self.buf).with_context(|| format!("rewriting {}", spare.display()))?
+            else {
                 // linked elsewhere too, or not a plain file: not ours to rewrite; out of the pool
                 if fs::symlink_metadata(&spare).is_ok_and(|m| m.is_file()) {
                     let _ = fs::remove_file(&spare);
@@ -135,9 +139,12 @@ impl Writer {
     }
 }
 
+/// The page size the padding of [`rewrite`] assumes (a larger one only makes it pad less well).
+const PAGE: usize = 4096;
+
 /// Writes `bytes` over the file `spare` (in place, then cut to length) and returns its stat; None
 /// when `spare` is not a plain file of one link (a hard link elsewhere would see the change).
-fn rewrite(spare: &Path, bytes: &[u8]) -> Result<Option<Stat>> {
+fn rewrite(spare: &Path, bytes: &[u8], buf: &mut Vec<u8>) -> Result<Option<Stat>> {
     use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
     let f = match OpenOptions::new()
         .write(true)
@@ -152,8 +159,15 @@ fn rewrite(spare: &Path, bytes: &[u8]) -> Result<Option<Stat>> {
     if !m.is_file() || m.nlink() != 1 {
         return Ok(None);
     }
-    f.write_all_at(bytes, 0)?;
-    if m.len() != bytes.len() as u64 {
+    // Whole pages: a write that ends inside a page first reads that page from disk when the
+    // spare is no longer cached (most are: they are old versions), so the write is padded with
+    // zeros to the page's end, which the cut to length then drops.
+    let padded = bytes.len().next_multiple_of(PAGE).max(PAGE);
+    buf.clear();
+    buf.extend_from_slice(bytes);
+    buf.resize(padded, 0);
+    f.write_all_at(buf, 0)?;
+    if m.len() != bytes.len() as u64 || padded != bytes.len() {
         f.set_len(bytes.len() as u64)?;
     }
     Ok(Some(stat_of(&f.metadata()?)))
