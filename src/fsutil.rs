@@ -42,10 +42,10 @@ pub fn write_atomic(tmp_dir: &Path, path: &Path, bytes: &[u8], durable: bool) ->
 /// rewritten. The spares stay few: a writer starts with its share of them, gains one only when it
 /// has none, and a new output (nothing to swap with) uses one up.
 ///
-/// What a plain rename would also risk: after a power cut (not a crash) an output rewritten in the
+/// As with any write that is not synced: after a power cut (not a crash) an output rewritten in the
 /// last half minute may hold older bytes under its new size and time. The store has every
-/// output's content: `daydream explain` tells such a file as edited, and `daydream clean STAGE`
-/// then `daydream run` puts it back.
+/// output's content: `daydream explain` tells such a file as edited, and deleting it then running
+/// again puts it back.
 ///
 /// Where the swap is not supported (another OS or filesystem, or `.daydream/` on another
 /// filesystem than the output), each output is a new file renamed into place; with `may_vanish`
