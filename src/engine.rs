@@ -981,7 +981,7 @@ fn write_stage(
     let mut sidecars: Vec<(String, Vec<u8>)> = Vec::new();
     let mut touched: Vec<&Artifact> = Vec::new();
     let known = &prep.known;
-    for (a, (standing, _)) in artifacts.iter().zip(&prep.standing) {
+    for (i, (a, (standing, _))) in artifacts.iter().zip(&prep.standing).enumerate() {
         if !a.materialize {
             continue;
         }
@@ -999,7 +999,8 @@ fn write_stage(
             (Standing::Execute, Source::Call { .. }) => continue,
             (Standing::Execute, _) => {
                 let content = prep.computed[&a.key].clone();
-                if unchanged_on_disk(&project.root, a, prep.records.get(&a.path), &content) {
+                let rec = prep.records.find_at(i, &a.path).map(|(_, r)| r);
+                if unchanged_on_disk(&project.root, a, rec, &content) {
                     // Early cutoff: a new key with the same content; keep the file, update its record.
                     touched.push(a);
                     continue;
