@@ -308,15 +308,8 @@ fn artifacts(stage: &Stage, value: &StageValue) -> Vec<Artifact> {
                     let t = p.templates[r.template as usize]
                         .as_ref()
                         .expect("tasks use active templates");
-                    let mut path = String::with_capacity(pattern.iter().map(|s| s.len()).sum::<usize>() + r.id.len());
-                    for (i, part) in pattern.iter().enumerate() {
-                        if i > 0 {
-                            path.push_str(&r.id);
-                        }
-                        path.push_str(part);
-                    }
                     Artifact {
-                        path,
+                        path: pattern.join(r.id.as_str()),
                         task: Some(r.id.clone()),
                         key: t.keys[r.combo as usize],
                         source: Source::Prompt {
@@ -1075,6 +1068,9 @@ fn record(stage: &str, a: &Artifact, hash: Hash, stat: Stat) -> OutputRecord {
 
 /// Writes files atomically on both cores and returns their records.
 fn write_files(root: &Path, tmp: &Path, stage: &str, jobs: &[(&Artifact, Arc<[u8]>)]) -> Result<Vec<OutputRecord>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new()); // most stages of most runs: no spare directory to list
+    }
     // each directory once, rather than once per file
     let dirs: std::collections::BTreeSet<&str> = jobs
         .iter()

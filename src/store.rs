@@ -46,34 +46,37 @@ impl Records {
         self.rows.is_empty()
     }
 
-    fn index(&self) -> &FastMap<String, usize> {
+    /// Where `path`'s record is, by the index (built on first use).
+    fn position(&self, path: &str) -> Option<usize> {
         self.index
             .get_or_init(|| self.rows.iter().enumerate().map(|(i, (p, _))| (p.clone(), i)).collect())
+            .get(path)
+            .copied()
     }
 
     pub fn get(&self, path: &str) -> Option<&OutputRecord> {
-        self.index().get(path).map(|&i| &self.rows[i].1)
+        self.position(path).map(|i| &self.rows[i].1)
     }
 
     /// The record of `path` and its position, looked for first at position `at`.
     pub fn find_at(&self, at: usize, path: &str) -> Option<(usize, &OutputRecord)> {
         match self.rows.get(at) {
             Some((p, r)) if p == path => Some((at, r)),
-            _ => self.index().get(path).map(|&i| (i, &self.rows[i].1)),
+            _ => self.position(path).map(|i| (i, &self.rows[i].1)),
         }
     }
 
     /// Adds or replaces the record of `rec.path`.
     fn put(&mut self, rec: OutputRecord) {
-        let path = rec.path.clone();
-        match self.index().get(&path) {
-            Some(&i) => self.rows[i].1 = rec,
+        match self.position(&rec.path) {
+            Some(i) => self.rows[i].1 = rec,
             None => {
-                let i = self.rows.len();
-                self.rows.push((path.clone(), rec));
-                if let Some(index) = self.index.get_mut() {
-                    index.insert(path, i);
-                }
+                let path = rec.path.clone();
+                self.index
+                    .get_mut()
+                    .expect("position built the index")
+                    .insert(path.clone(), self.rows.len());
+                self.rows.push((path, rec));
             }
         }
     }
@@ -246,7 +249,8 @@ impl Store {
     /// takes no lock that this store's writes wait for, and a failed one only leaves the log
     /// longer (the next one, or the next open of the store, finishes the work).
     pub fn checkpoint_in_background(&mut self) {
-        if self.checkpoint.as_ref().is_some_and(|h| !h.is_finished()) {
+        // outside a session, commits checkpoint as they go
+        if self.session.is_none() || self.checkpoint.as_ref().is_some_and(|h| !h.is_finished()) {
             return;
         }
         let path = self.path.clone();
@@ -502,8 +506,8 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The records of a stage's files, by path. For speed, `path`, `stage` and `task` of the
-    /// returned records are left empty: the map's key is the path.
+    /// The records of a stage's files (see [`Records`]). For speed, `path`, `stage` and `task` of
+    /// the returned records are left empty: `Records` keeps each path beside its record.
     pub fn outputs_of_stage(&self, stage: &str) -> Result<Arc<Records>> {
         if let Some(mut c) = self.cache() {
             let c = &mut *c;
@@ -644,7 +648,7 @@ fn read_action_outputs(conn: &Connection, stage: &str) -> Result<FastMap<Hash, H
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// The records of a stage's files, by path, with `path`, `stage` and `task` left empty.
+/// The records of a stage's files, in the order written, with `path`, `stage` and `task` left empty.
 fn read_outputs_of_stage(conn: &Connection, stage: &str) -> Result<Records> {
     // the bulk read of a no-op run: only what classification needs, one allocation a row, in
     // the order written (the stage index holds it: no sort)
