@@ -948,7 +948,7 @@ fn write_stage(
             );
         }
     };
-    // 1. New actions and their content, durably, before any file.
+    // 1. New actions and their content.
     let mut seen = std::collections::HashSet::new();
     type New<'i> = (Manifest, Arc<[u8]>, Option<&'i str>);
     let mut manifests: Vec<New> = artifacts
@@ -965,11 +965,8 @@ fn write_stage(
         })
         .collect();
     manifests.extend(prep.actions.iter().map(|(m, c)| (m.clone(), c.clone(), None)));
-    if !manifests.is_empty() {
-        store.put_actions_with_info(name, manifests.iter().map(|(m, c, i)| (m, &c[..], *i)))?;
-        timing("actions stored", manifests.len());
-    }
-    // 2. Files.
+    // 2. What each file gets (restored contents are read from the store here, before it is lent
+    // to the commit below).
     let mut jobs: Vec<(&Artifact, Arc<[u8]>)> = Vec::new();
     let mut sidecars: Vec<(String, Vec<u8>)> = Vec::new();
     let mut touched: Vec<&Artifact> = Vec::new();
@@ -1020,12 +1017,31 @@ fn write_stage(
         };
         jobs.push((a, content));
     }
-    // sidecars first: a response file on disk always has its sidecar
-    for (path, bytes) in sidecars {
-        fsutil::write_atomic(tmp, &project.root.join(&path), &bytes, false)?;
-    }
-    let mut records = write_files(&project.root, tmp, name, &jobs)?;
-    timing("files written", jobs.len());
+    // 3. The new actions are committed while the files are written. Nothing depends on the
+    // order: every file is replaced whole, and a file whose action a crash kept from the store
+    // matches no record, so the next run recomputes it.
+    let (committed, written) = std::thread::scope(|s| {
+        let commit = (!manifests.is_empty()).then(|| {
+            let store = &mut *store;
+            s.spawn(|| {
+                store.put_actions_with_info(name, manifests.iter().map(|(m, c, i)| (m, &c[..], *i)))?;
+                timing("actions stored", manifests.len());
+                anyhow::Ok(())
+            })
+        });
+        let written = (|| {
+            // sidecars first: a response file on disk always has its sidecar
+            for (path, bytes) in &sidecars {
+                fsutil::write_atomic(tmp, &project.root.join(path), bytes, false)?;
+            }
+            let records = write_files(&project.root, tmp, name, &jobs)?;
+            timing("files written", jobs.len());
+            anyhow::Ok(records)
+        })();
+        (commit.map_or(Ok(()), |h| h.join().expect("commit thread")), written)
+    });
+    committed?;
+    let mut records = written?;
     for a in touched {
         let stat = fsutil::stat(&project.root.join(&a.path)).with_context(|| format!("{} vanished", a.path))?;
         let hash = match (known.get(&a.key), prep.computed.get(&a.key)) {
@@ -1041,7 +1057,7 @@ fn write_stage(
     if let Some(text) = &prep.registry {
         store.put_blob(text.as_bytes())?;
     }
-    // 3. Records of what is on disk now.
+    // 4. Records of what is on disk now.
     store.put_outputs(&records)?;
     timing("records stored", records.len());
     Ok(())

@@ -364,6 +364,21 @@ impl Store {
         Ok(h)
     }
 
+    /// Runs `write` with commits that are not synced to disk (`synchronous=NORMAL`; every other
+    /// commit is `FULL`). For what the next run can recompute from the inputs: deterministic
+    /// actions and the records of files on disk. A process killed at any moment loses none of them
+    /// (the WAL is in the page cache); a power cut may lose the last of them, never a synced commit
+    /// before them, and the next run recomputes what it lost. Paid answers and the registry's
+    /// history are always synced.
+    fn recomputable<T>(&mut self, write: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("PRAGMA synchronous=NORMAL")?;
+        let result = write(self);
+        let reset = self.conn.execute_batch("PRAGMA synchronous=FULL");
+        let value = result?;
+        reset?;
+        Ok(value)
+    }
+
     /// Records actions and their output blobs in one transaction.
     pub fn put_actions<'a>(
         &mut self,
@@ -375,6 +390,14 @@ impl Store {
 
     /// Records actions, their output blobs and what is known of how each was made (`info`, JSON).
     pub fn put_actions_with_info<'a>(
+        &mut self,
+        stage: &str,
+        items: impl IntoIterator<Item = (&'a Manifest, &'a [u8], Option<&'a str>)>,
+    ) -> Result<()> {
+        self.recomputable(|s| s.insert_actions(stage, items))
+    }
+
+    fn insert_actions<'a>(
         &mut self,
         stage: &str,
         items: impl IntoIterator<Item = (&'a Manifest, &'a [u8], Option<&'a str>)>,
@@ -544,9 +567,14 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Records files written under the project (path -> key, content hash, size, mtime).
     pub fn put_outputs<'a>(&mut self, records: impl IntoIterator<Item = &'a OutputRecord>) -> Result<()> {
         let records: Vec<&OutputRecord> = records.into_iter().collect();
-        let kept = self.session.is_some().then_some(&records).into_iter().flatten();
+        self.recomputable(|s| s.insert_outputs(&records))
+    }
+
+    fn insert_outputs(&mut self, records: &[&OutputRecord]) -> Result<()> {
+        let kept = self.session.is_some().then_some(records).into_iter().flatten();
         let tx = self.conn.transaction()?;
         {
             // Most records replace one of the same path, stage and task: updating the columns no
@@ -557,7 +585,7 @@ impl Store {
             let mut insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO outputs(path, stage, task, key, hash, size, mtime_ns) VALUES(?1,?2,?3,?4,?5,?6,?7)",
             )?;
-            for o in &records {
+            for o in records {
                 let row = params![
                     o.path,
                     o.stage,

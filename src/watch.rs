@@ -23,8 +23,9 @@ use crate::engine::{self, Project, RunError, RunOptions, RunReport, STATE_DIR};
 use crate::fsutil::ProjectLock;
 use crate::store::Store;
 
-/// How long a burst of saves may last to count as one change.
-const DEBOUNCE: Duration = Duration::from_millis(100);
+/// How long a burst of saves may last to count as one change (watchexec also waits 50 ms; an
+/// editor's save, even by rename, lands within a few).
+const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// How often `--poll` looks at the files.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
