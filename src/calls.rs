@@ -640,7 +640,8 @@ impl Estimate {
 /// each provider, and the budget, shared by every LLM stage of the run.
 pub struct Session {
     rt: Option<tokio::runtime::Runtime>,
-    local: Option<crate::local::LocalServer>,
+    /// The local model's servers, when a stage uses it (started once per run).
+    local: Vec<crate::local::LocalServer>,
     limits: HashMap<String, Arc<RunLimits>>,
     budget: Option<f64>,
     money: Arc<Mutex<Money>>,
@@ -650,7 +651,7 @@ impl Session {
     pub fn new(budget: Option<f64>) -> Session {
         Session {
             rt: None,
-            local: None,
+            local: Vec::new(),
             limits: HashMap::new(),
             budget,
             money: Arc::default(),
@@ -758,22 +759,23 @@ impl Session {
                     .context("starting the async runtime")?,
             );
         }
-        let mut base_url = choice.base_url.clone();
-        if choice.provider.local && base_url.is_empty() {
-            if self.local.is_none() {
+        let mut base_urls = vec![choice.base_url.clone()];
+        if choice.provider.local && choice.base_url.is_empty() {
+            if self.local.is_empty() {
                 let opts = crate::local::LocalOptions {
                     alias: crate::llmstage::LOCAL_MODEL.to_owned(),
                     ..Default::default()
                 };
-                let server = crate::local::LocalServer::start(&opts, &|msg| eprintln!("{msg}"))?;
-                self.local = Some(server);
+                // one single-threaded server per request in flight (see LocalOptions::threads)
+                let servers = choice.provider.max_in_flight;
+                self.local = crate::local::LocalServer::start_many(&opts, servers, &|msg| eprintln!("{msg}"))?;
             }
-            base_url = self.local.as_ref().expect("started").base_url().to_owned();
+            base_urls = self.local.iter().map(|s| s.base_url().to_owned()).collect();
         }
         let p = &choice.provider;
         let ep = Endpoint {
             provider: p.name.clone(),
-            base_url,
+            base_urls,
             key: choice.key.clone(),
             key_env: p.api_key_env.clone(),
             headers: p.headers.clone(),

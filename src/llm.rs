@@ -49,7 +49,9 @@ pub fn client() -> reqwest::Result<reqwest::Client> {
 #[derive(Clone, Debug)]
 pub struct Endpoint {
     pub provider: String,
-    pub base_url: String,
+    /// Where requests go: one URL, or several servers of the same model (the local model's),
+    /// each given one request at a time.
+    pub base_urls: Vec<String>,
     pub key: Option<Secret>,
     /// Name of the variable the key came from, for messages.
     pub key_env: Option<String>,
@@ -178,16 +180,72 @@ struct Message<'a> {
 
 /// The per-provider parts of every request, built once.
 pub struct Prepared {
-    url: reqwest::Url,
+    urls: Vec<reqwest::Url>,
     headers: reqwest::header::HeaderMap,
+    /// With several servers: a permit per server, and which servers are free.
+    pool: Option<(tokio::sync::Semaphore, std::sync::Mutex<Vec<usize>>)>,
+}
+
+/// The server an attempt goes to; given back when dropped.
+struct Slot<'p> {
+    url: &'p reqwest::Url,
+    back: Option<(
+        usize,
+        &'p std::sync::Mutex<Vec<usize>>,
+        tokio::sync::SemaphorePermit<'p>,
+    )>,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Some((i, free, _permit)) = self.back.take() {
+            free.lock().expect("server pool lock").push(i);
+        }
+    }
+}
+
+impl Prepared {
+    /// The only URL, or a free server of several (waiting for one).
+    async fn slot(&self) -> Slot<'_> {
+        let Some((permits, free)) = &self.pool else {
+            return Slot {
+                url: &self.urls[0],
+                back: None,
+            };
+        };
+        let permit = permits.acquire().await.expect("the server pool is never closed");
+        let i = free
+            .lock()
+            .expect("server pool lock")
+            .pop()
+            .expect("a permit is held for every free server");
+        Slot {
+            url: &self.urls[i],
+            back: Some((i, free, permit)),
+        }
+    }
 }
 
 impl Endpoint {
-    /// Parses the URL and headers once for all calls; an invalid one is a configuration error.
+    /// Parses the URLs and headers once for all calls; an invalid one is a configuration error.
     pub fn prepare(&self) -> Result<Prepared, String> {
-        let url = format!("{}/chat/completions", self.base_url.trim_end_matches('/'));
-        let url =
-            reqwest::Url::parse(&url).map_err(|e| format!("provider `{}`: bad base URL {url}: {e}", self.provider))?;
+        let urls = self
+            .base_urls
+            .iter()
+            .map(|base| {
+                let url = format!("{}/chat/completions", base.trim_end_matches('/'));
+                reqwest::Url::parse(&url).map_err(|e| format!("provider `{}`: bad base URL {url}: {e}", self.provider))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if urls.is_empty() {
+            return Err(format!("provider `{}` has no base URL", self.provider));
+        }
+        let pool = (urls.len() > 1).then(|| {
+            (
+                tokio::sync::Semaphore::new(urls.len()),
+                std::sync::Mutex::new((0..urls.len()).rev().collect()),
+            )
+        });
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
             reqwest::header::CONTENT_TYPE,
@@ -210,7 +268,7 @@ impl Endpoint {
                 .map_err(|e| format!("provider `{}`: header {k}: {e}", self.provider))?;
             headers.insert(name, value);
         }
-        Ok(Prepared { url, headers })
+        Ok(Prepared { urls, headers, pool })
     }
 }
 
@@ -224,8 +282,9 @@ pub async fn attempt(client: &reqwest::Client, ep: &Endpoint, prepared: &Prepare
         temperature: call.temperature,
         max_tokens: call.max_tokens,
     };
+    let slot = prepared.slot().await;
     let req = client
-        .post(prepared.url.clone())
+        .post(slot.url.clone())
         .timeout(ep.timeout)
         .headers(prepared.headers.clone())
         .body(serde_json::to_vec(&body).expect("json"));
@@ -621,7 +680,7 @@ mod tests {
     fn ep() -> Endpoint {
         Endpoint {
             provider: "p".into(),
-            base_url: "http://x".into(),
+            base_urls: vec!["http://x".into()],
             key: Some(Secret::new("sk-secret".into())),
             key_env: Some("P_KEY".into()),
             headers: vec![],

@@ -268,6 +268,35 @@ impl LocalServer {
         }
     }
 
+    /// Starts `n` servers of the model (see [`LocalServer::start`]): the first, which installs
+    /// the environment if needed, then the others side by side. Each runs on one thread and takes
+    /// one request at a time, so `n` requests are answered at once on `n` cores; one server with
+    /// `n` threads is slower (its threads meet at a barrier after every operation) and stalls
+    /// whenever another process takes a core. If any fails to start, those started are stopped.
+    pub fn start_many(opts: &LocalOptions, n: usize, status: &dyn Fn(&str)) -> Result<Vec<LocalServer>> {
+        let mut all = vec![LocalServer::start(opts, status)?];
+        if n > 1 {
+            let t0 = Instant::now();
+            let rest: Vec<Result<LocalServer>> = std::thread::scope(|s| {
+                let started: Vec<_> = (1..n).map(|_| s.spawn(|| LocalServer::start(opts, &|_| {}))).collect();
+                started
+                    .into_iter()
+                    .map(|h| h.join().expect("server start thread"))
+                    .collect()
+            });
+            for server in rest {
+                all.push(server?);
+            }
+            status(&format!(
+                "{} more {} of the local model ready in {:.1} s (each answers one call at a time)",
+                n - 1,
+                if n == 2 { "server" } else { "servers" },
+                t0.elapsed().as_secs_f64()
+            ));
+        }
+        Ok(all)
+    }
+
     /// `http://127.0.0.1:PORT/v1`
     pub fn base_url(&self) -> &str {
         &self.base_url

@@ -627,6 +627,12 @@ struct RawProvider {
     empty_retries: Option<u32>,
 }
 
+/// How many servers of the local model a run starts when its provider does not say: one per
+/// CPU core, at most 4 (each holds ~200 MB).
+pub fn local_servers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
+}
+
 /// An OpenAI-compatible endpoint (or the local model daydream starts), as declared.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Provider {
@@ -1112,7 +1118,8 @@ fn convert_provider(p: &Pipeline, name: &Spanned<String>, raw: &Spanned<RawProvi
             ))
         }
     };
-    let in_flight = r.max_in_flight.unwrap_or(if local { 1 } else { 16 });
+    // the local model: one single-threaded server per request in flight, one per core by default
+    let in_flight = r.max_in_flight.unwrap_or(if local { local_servers() } else { 16 });
     if in_flight == 0 || r.model_max_in_flight == Some(0) || r.max_attempts == Some(0) {
         return Err(p.diag(
             format!(

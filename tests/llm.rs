@@ -839,3 +839,80 @@ fn the_key_and_base_url_can_come_from_dot_env() {
     );
     assert!(!out.contains("local model"), "{out}");
 }
+
+/// Several servers of one model (the local model's): every call goes to a free one, and no server
+/// ever has two requests at once.
+#[test]
+fn calls_spread_over_servers_one_request_each() {
+    use daydream::llm::{self, CallSpec, Endpoint, Gate, Limiter};
+    use std::sync::Arc;
+
+    struct Open;
+    impl Limiter for Open {
+        async fn before_attempt(&self, _model: &str) -> Gate {
+            Gate::Go
+        }
+        fn stop_model(&self, _model: &str, _why: &str) {}
+        fn stop_all(&self, _why: &str) {}
+    }
+
+    let servers: Vec<MockServer> = (0..2)
+        .map(|_| MockServer::start(|r| Reply::echo(r).after(Duration::from_millis(150))))
+        .collect();
+    let ep = Endpoint {
+        provider: "local".into(),
+        base_urls: servers.iter().map(|m| m.base_url()).collect(),
+        key: None,
+        key_env: None,
+        headers: vec![],
+        timeout: Duration::from_secs(10),
+        max_attempts: 1,
+        max_retry_time: Duration::from_secs(10),
+        backoff_base: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(10),
+        empty_retries: 0,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcomes = rt.block_on(async {
+        let client = llm::client().unwrap();
+        let prepared = Arc::new(ep.prepare().unwrap());
+        let ep = Arc::new(ep);
+        // more calls at once than there are servers
+        let calls: Vec<_> = (0..8)
+            .map(|i| {
+                let (client, prepared, ep) = (client.clone(), prepared.clone(), ep.clone());
+                tokio::spawn(async move {
+                    let spec = CallSpec {
+                        model: "m".into(),
+                        prompt: Arc::from(format!("prompt {i}")),
+                        temperature: 0.7,
+                        max_tokens: 16,
+                    };
+                    llm::call(&client, &ep, &prepared, &spec, &Open, i).await
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for c in calls {
+            out.push(c.await.unwrap());
+        }
+        out
+    });
+    assert!(outcomes.iter().all(|o| o.status == "ok"), "{outcomes:?}");
+    for (n, server) in servers.iter().enumerate() {
+        let mut at: Vec<Duration> = server.requests().iter().map(|r| r.at).collect();
+        assert!(at.len() >= 2, "server {n} got {} of the 8 calls", at.len());
+        at.sort();
+        for w in at.windows(2) {
+            // the next request reaches a server only after its answer to the previous one (150 ms)
+            assert!(
+                w[1] - w[0] >= Duration::from_millis(140),
+                "server {n} had two requests at once: {at:?}"
+            );
+        }
+    }
+    assert_eq!(servers.iter().map(MockServer::count).sum::<usize>(), 8);
+}
