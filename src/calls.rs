@@ -29,6 +29,9 @@ pub struct PendingCall {
     pub task: String,
     pub key: Hash,
     pub manifest: Manifest,
+    /// `spec.prompt` is read from the store just before the call starts when this is set (the
+    /// prompt's content hash), so the first calls need not wait for every prompt to be read.
+    pub prompt_in_store: Option<Hash>,
     pub spec: CallSpec,
     pub path: String,
     /// Other tasks asking exactly the same call (same key): (task, path). They share its answer.
@@ -281,6 +284,7 @@ pub fn execute(
     truncation_fails: bool,
     progress: &Progress,
 ) -> Result<CallsSummary> {
+    let reader = store.reader()?;
     let (tx, rx) = mpsc::channel::<Msg>();
     let (files_tx, files_rx) = mpsc::channel::<Vec<(String, Vec<u8>, String, Vec<u8>, Hash, String)>>();
     let summary = Mutex::new(CallsSummary::default());
@@ -322,7 +326,7 @@ pub fn execute(
             }
             result
         });
-        rt.block_on(dispatch(ep, limits, calls, tx, progress, stage));
+        rt.block_on(dispatch(ep, limits, calls, &reader, tx, progress, stage));
         let w = writer.join().expect("writer thread");
         let f = files.join().expect("file thread");
         w.and(f)
@@ -336,6 +340,7 @@ async fn dispatch(
     ep: &Endpoint,
     limits: &Arc<RunLimits>,
     calls: Vec<PendingCall>,
+    reader: &crate::store::BlobReader,
     tx: mpsc::Sender<Msg>,
     progress: &Progress,
     stage: &str,
@@ -356,7 +361,24 @@ async fn dispatch(
     let mut set = tokio::task::JoinSet::new();
     let counters = progress.counters.clone();
     let mut budget_hit = false;
-    for (i, call) in calls.into_iter().enumerate() {
+    for (i, mut call) in calls.into_iter().enumerate() {
+        // read just before the call (no need once calls were stopped)
+        if let Some(hash) = call.prompt_in_store.take()
+            && limits.stopped_reason().is_none()
+        {
+            match reader.blob(&hash) {
+                Ok(Some(text)) => call.spec.prompt = Arc::from(String::from_utf8_lossy(&text).as_ref()),
+                Ok(None) => limits.stop_all(&format!(
+                    "the store lost the prompt of {} ({}); run `daydream run` again to render it anew",
+                    call.path,
+                    hash.short()
+                )),
+                Err(e) => limits.stop_all(&format!(
+                    "cannot read the prompt of {} from the store: {e:#}",
+                    call.path
+                )),
+            }
+        }
         let not_started = |cause: Cause, message: String| {
             let outcome = Outcome {
                 status: "not_started".into(),
@@ -666,7 +688,10 @@ impl Session {
         self.money.lock().expect("money lock").spent
     }
 
-    /// The calls behind `pending` (call artifacts whose key is not in the store).
+    /// The calls behind `pending` (call artifacts whose key is not in the store). With
+    /// `read_prompts` false, a prompt kept in the store (rendered by an earlier run) is read only
+    /// when its call starts; the estimate then knows nothing of its length.
+    #[allow(clippy::too_many_arguments)]
     pub fn pending_calls(
         &self,
         store: &Store,
@@ -675,6 +700,7 @@ impl Session {
         choice: &crate::llmstage::Choice,
         pending: &[&crate::engine::Artifact],
         done: &HashMap<String, crate::llmstage::Done>,
+        read_prompts: bool,
     ) -> Result<Vec<PendingCall>> {
         let models = plan.stages.iter().find_map(|s| match &s.value {
             crate::db::StageValue::Models(m) => Some(m.clone()),
@@ -693,8 +719,17 @@ impl Session {
                 continue;
             }
             by_key.insert(a.key, out.len());
-            let text = crate::engine::content_of(store, done, prompt)?
-                .with_context(|| format!("the store lost the prompt of {}", a.path))?;
+            let in_memory = done.values().find_map(|d| d.contents.get(prompt));
+            let (text, prompt_in_store): (Arc<str>, _) = match in_memory {
+                Some(text) => (Arc::from(String::from_utf8_lossy(text).as_ref()), None),
+                None if read_prompts => {
+                    let text = store
+                        .blob(prompt)?
+                        .with_context(|| format!("the store lost the prompt of {}", a.path))?;
+                    (Arc::from(String::from_utf8_lossy(&text).as_ref()), None)
+                }
+                None => (Arc::from(""), Some(*prompt)),
+            };
             let model = a.model.as_deref().unwrap_or_default().to_owned();
             out.push(PendingCall {
                 task: a.task.clone().unwrap_or_default(),
@@ -704,9 +739,10 @@ impl Session {
                     .as_deref()
                     .cloned()
                     .expect("call artifacts carry their manifest"),
+                prompt_in_store,
                 spec: CallSpec {
                     model: model.clone(),
-                    prompt: Arc::from(String::from_utf8_lossy(&text).as_ref()),
+                    prompt: text,
                     temperature,
                     max_tokens,
                 },

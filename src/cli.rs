@@ -469,7 +469,7 @@ fn print_run(out: &mut dyn Write, report: &engine::RunReport, dry_run: bool) {
                 let _ = writeln!(out, "note: {n}");
             }
         }
-        if s.executed + s.reused + s.unchanged + s.blocked == 0 && s.llm.is_none() {
+        if s.executed + s.reused + s.unchanged + s.blocked == 0 && s.llm.is_none() && s.calls.is_none() {
             let _ = writeln!(out, "{:<24} {}", s.name, s.summary);
             continue;
         }

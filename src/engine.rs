@@ -808,6 +808,7 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
                     Kind::Report => (crate::results::plan_report(&plan, &sp.stage, &done, store)?, 0),
                     _ => llmstage::plan_stage(project, &plan, &sp.stage, &done, choice)?,
                 };
+                phase(&format!("  planned {} from the store", sp.stage.name));
                 report.blocked = blocked;
                 report.summary = match sp.stage.kind {
                     Kind::EvaluationPrompt => format!("{} prompts", artifacts.len()),
@@ -848,8 +849,10 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
                 .filter(|(_, s)| s.0 == Standing::Execute)
                 .map(|(a, _)| a)
                 .collect();
-            let calls = llm.pending_calls(store, &plan, &sp.stage, choice, &pending, &done)?;
-            report.llm = Some(llm.estimate(&calls));
+            // a real run reads each prompt from the store as its call starts
+            let calls = llm.pending_calls(store, &plan, &sp.stage, choice, &pending, &done, opts.dry_run)?;
+            phase(&format!("  {} calls to make", calls.len()));
+            report.llm = opts.dry_run.then(|| llm.estimate(&calls));
             if let Some(note) = &choice.note
                 && !calls.is_empty()
             {

@@ -342,6 +342,18 @@ impl Store {
         Ok(st.query_row([&hash.0[..]], |r| r.get(0)).optional()?)
     }
 
+    /// A second, read-only connection for reading blobs beside this one's writes.
+    pub fn reader(&self) -> Result<BlobReader> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("opening the store {}", self.path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch("PRAGMA mmap_size=1073741824;")?;
+        Ok(BlobReader(conn))
+    }
+
     /// Size in bytes of a blob, without reading it.
     pub fn blob_size(&self, hash: &Hash) -> Result<Option<u64>> {
         let mut st = self
@@ -650,6 +662,16 @@ impl Store {
 
 /// What `Store::prefetch` read: per stage, its actions (key -> output) and its output records.
 pub type Prefetched = HashMap<String, (FastMap<Hash, Hash>, Records)>;
+
+/// Reads blobs on a connection of its own (see `Store::reader`).
+pub struct BlobReader(Connection);
+
+impl BlobReader {
+    pub fn blob(&self, hash: &Hash) -> Result<Option<Vec<u8>>> {
+        let mut st = self.0.prepare_cached("SELECT data FROM blobs WHERE hash=?1")?;
+        Ok(st.query_row([&hash.0[..]], |r| r.get(0)).optional()?)
+    }
+}
 
 /// A prefetch under way (see `Store::prefetch`).
 pub struct Prefetch(Option<std::thread::JoinHandle<Result<Prefetched>>>);
