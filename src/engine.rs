@@ -7,6 +7,7 @@
 //! to the store in one transaction, then files are written atomically, then their records.
 //! Only this module (through `store` and `fsutil`) writes to the project.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -951,23 +952,16 @@ fn write_stage(
             );
         }
     };
-    // 1. New actions and their content.
+    // 1. New actions (their manifests are built one at a time as they are stored: a cold run
+    // has tens of thousands).
     let mut seen = std::collections::HashSet::new();
-    type New<'i> = (Manifest, Arc<[u8]>, Option<&'i str>);
-    let mut manifests: Vec<New> = artifacts
+    let new: Vec<&Artifact> = artifacts
         .iter()
         .filter(|a| !matches!(a.source, Source::Registry))
-        .filter_map(|a| {
-            prep.computed.get(&a.key).filter(|_| seen.insert(a.key)).map(|c| {
-                (
-                    artifact_manifest(&sp.stage, &sp.value, a),
-                    c.clone(),
-                    prep.info.get(&a.key).map(String::as_str),
-                )
-            })
-        })
+        .filter(|a| prep.computed.contains_key(&a.key) && seen.insert(a.key))
         .collect();
-    manifests.extend(prep.actions.iter().map(|(m, c)| (m.clone(), c.clone(), None)));
+    drop(seen);
+    let new_actions = new.len() + prep.actions.len();
     // 2. What each file gets (restored contents are read from the store here, before it is lent
     // to the commit below).
     let mut jobs: Vec<(&Artifact, Arc<[u8]>)> = Vec::new();
@@ -1024,11 +1018,22 @@ fn write_stage(
     // order: every file is replaced whole, and a file whose action a crash kept from the store
     // matches no record, so the next run recomputes it.
     let (committed, written) = std::thread::scope(|s| {
-        let commit = (!manifests.is_empty()).then(|| {
+        let commit = (new_actions > 0).then(|| {
             let store = &mut *store;
-            s.spawn(|| {
-                store.put_actions_with_info(name, manifests.iter().map(|(m, c, i)| (m, &c[..], *i)))?;
-                timing("actions stored", manifests.len());
+            let new = &new;
+            s.spawn(move || {
+                let items = new
+                    .iter()
+                    .map(|a| {
+                        (
+                            Cow::Owned(artifact_manifest(&sp.stage, &sp.value, a)),
+                            &prep.computed[&a.key][..],
+                            prep.info.get(&a.key).map(String::as_str),
+                        )
+                    })
+                    .chain(prep.actions.iter().map(|(m, c)| (Cow::Borrowed(m), &c[..], None)));
+                store.put_actions_with_info(name, items)?;
+                timing("actions stored", new_actions);
                 anyhow::Ok(())
             })
         });

@@ -6,6 +6,7 @@
 //! committed before (or with) the action that names it, so a `kill -9` leaves either the whole
 //! action or none of it. The database is queryable by users with any SQLite client.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -397,14 +398,14 @@ impl Store {
         stage: &str,
         items: impl IntoIterator<Item = (&'a Manifest, &'a [u8])>,
     ) -> Result<()> {
-        self.put_actions_with_info(stage, items.into_iter().map(|(m, b)| (m, b, None)))
+        self.put_actions_with_info(stage, items.into_iter().map(|(m, b)| (Cow::Borrowed(m), b, None)))
     }
 
     /// Records actions, their output blobs and what is known of how each was made (`info`, JSON).
     pub fn put_actions_with_info<'a>(
         &mut self,
         stage: &str,
-        items: impl IntoIterator<Item = (&'a Manifest, &'a [u8], Option<&'a str>)>,
+        items: impl IntoIterator<Item = (Cow<'a, Manifest>, &'a [u8], Option<&'a str>)>,
     ) -> Result<()> {
         self.recomputable(|s| s.insert_actions(stage, items))
     }
@@ -412,7 +413,7 @@ impl Store {
     fn insert_actions<'a>(
         &mut self,
         stage: &str,
-        items: impl IntoIterator<Item = (&'a Manifest, &'a [u8], Option<&'a str>)>,
+        items: impl IntoIterator<Item = (Cow<'a, Manifest>, &'a [u8], Option<&'a str>)>,
     ) -> Result<()> {
         let now = crate::clock::now_utc();
         let mut added = Vec::new();
