@@ -4,7 +4,7 @@
 //! artifact (pure). Prepare: each artifact is compared with the store and the file on disk, and
 //! the content of every artifact whose key is new is computed (rendering prompts); any error in
 //! the user's inputs surfaces here, before anything is written. Write: per stage, new actions go
-//! to the store in one transaction, then files are written atomically, then their records.
+//! to the store in one transaction while the files are written atomically, then their records.
 //! Only this module (through `store` and `fsutil`) writes to the project.
 
 use std::borrow::Cow;
