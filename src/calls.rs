@@ -367,7 +367,7 @@ async fn dispatch(
             && limits.stopped_reason().is_none()
         {
             match reader.blob(&hash) {
-                Ok(Some(text)) => call.spec.prompt = Arc::from(String::from_utf8_lossy(&text).as_ref()),
+                Ok(Some(text)) => call.spec.prompt = Arc::from(crate::text::lossy(&text).as_ref()),
                 Ok(None) => limits.stop_all(&format!(
                     "the store lost the prompt of {} ({}); run `daydream run` again to render it anew",
                     call.path,
@@ -721,12 +721,12 @@ impl Session {
             by_key.insert(a.key, out.len());
             let in_memory = done.values().find_map(|d| d.contents.get(prompt));
             let (text, prompt_in_store): (Arc<str>, _) = match in_memory {
-                Some(text) => (Arc::from(String::from_utf8_lossy(text).as_ref()), None),
+                Some(text) => (Arc::from(crate::text::lossy(text).as_ref()), None),
                 None if read_prompts => {
                     let text = store
                         .blob(prompt)?
                         .with_context(|| format!("the store lost the prompt of {}", a.path))?;
-                    (Arc::from(String::from_utf8_lossy(&text).as_ref()), None)
+                    (Arc::from(crate::text::lossy(&text).as_ref()), None)
                 }
                 None => (Arc::from(""), Some(*prompt)),
             };

@@ -638,7 +638,7 @@ fn prepare(
                 r.load(&template.0, &template.1)?;
                 let essay = content_of(store, done, response)?
                     .with_context(|| format!("the store lost the response read by {}", a.path))?;
-                let essay = String::from_utf8_lossy(&essay);
+                let essay = crate::text::lossy(&essay);
                 let text = r.render(
                     &template.0,
                     &template.1,
@@ -649,7 +649,7 @@ fn prepare(
             Source::Essay { response, strategy } => {
                 let text = content_of(store, done, response)?
                     .with_context(|| format!("the store lost the response read by {}", a.path))?;
-                let (essay, how) = crate::results::essay(&String::from_utf8_lossy(&text), *strategy);
+                let (essay, how) = crate::results::essay(&crate::text::lossy(&text), *strategy);
                 computed.insert(a.key, Arc::from(essay.into_bytes()));
                 info.insert(a.key, how);
             }
