@@ -282,6 +282,7 @@ pub fn execute(
     limits: &Arc<RunLimits>,
     calls: Vec<PendingCall>,
     truncation_fails: bool,
+    refresh: bool,
     progress: &Progress,
 ) -> Result<CallsSummary> {
     let reader = store.reader()?;
@@ -319,7 +320,16 @@ pub fn execute(
             Ok(())
         });
         let writer = scope.spawn(|| -> Result<()> {
-            let result = writer_loop(store, rx, files_tx, stage, &summary, progress, truncation_fails);
+            let result = writer_loop(
+                store,
+                rx,
+                files_tx,
+                stage,
+                &summary,
+                progress,
+                truncation_fails,
+                refresh,
+            );
             if result.is_err() {
                 writer_failed.store(true, Ordering::Relaxed);
                 limits.stop_all("the store could not be written");
@@ -519,6 +529,7 @@ fn writer_loop(
     summary: &Mutex<CallsSummary>,
     progress: &Progress,
     truncation_fails: bool,
+    refresh: bool,
 ) -> Result<()> {
     let mut files_tx = Some(files_tx);
     while let Ok(first) = rx.recv() {
@@ -567,7 +578,7 @@ fn writer_loop(
                 })
                 .collect();
             // the durable point: nothing else happens to a response before this commit
-            store.put_calls(&rows)?;
+            store.put_calls(&rows, refresh)?;
             let mut to_write = Vec::new();
             {
                 let mut s = summary.lock().expect("summary lock");
@@ -785,6 +796,7 @@ impl Session {
         choice: &crate::llmstage::Choice,
         calls: Vec<PendingCall>,
         cached: usize,
+        refresh: bool,
     ) -> Result<CallsSummary> {
         if self.rt.is_none() {
             self.rt = Some(
@@ -840,6 +852,7 @@ impl Session {
             &limits,
             calls,
             truncation_fails,
+            refresh,
             &progress,
         );
         progress.finish();

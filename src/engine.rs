@@ -871,6 +871,7 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
                         choice,
                         calls,
                         report.cached_by_model.values().sum(),
+                        opts.refresh.contains(&sp.stage.name),
                     )?;
                     report.executed = summary.tasks_answered;
                     report.failed = summary.tasks_failed;

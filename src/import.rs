@@ -188,7 +188,7 @@ pub fn import(
             });
             report.adopted += 1;
         }
-        store.put_calls(&rows)?;
+        store.put_calls(&rows, true)?;
         out.push(report);
     }
     Ok(out)

@@ -461,9 +461,10 @@ impl Store {
     }
 
     /// Records finished calls in one transaction (one fsync): every call in `calls`, and each
-    /// answer as a blob and an action. An answer that replaces another (`--refresh`) keeps the
-    /// old one in `superseded`.
-    pub fn put_calls(&mut self, rows: &[CallRow]) -> Result<()> {
+    /// answer as a blob and an action. With `replacing` (`--refresh`, or an import), an answer
+    /// that replaces another keeps the old one in `superseded`; otherwise no answer of these keys
+    /// exists (they were asked because the store had none, and the project lock keeps it so).
+    pub fn put_calls(&mut self, rows: &[CallRow], replacing: bool) -> Result<()> {
         if let Some(mut c) = self.cache() {
             for r in rows {
                 c.actions.remove(&r.stage);
@@ -488,7 +489,9 @@ impl Store {
                 if let Some(text) = &r.response {
                     let out = Hash::of(text.as_bytes());
                     blob.execute(params![&out.0[..], text.as_bytes()])?;
-                    keep.execute(params![&r.key.0[..], now, &out.0[..]])?;
+                    if replacing {
+                        keep.execute(params![&r.key.0[..], now, &out.0[..]])?;
+                    }
                     act.execute(params![
                         &r.key.0[..],
                         r.stage,
