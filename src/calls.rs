@@ -520,7 +520,7 @@ pub fn sidecar_path(path: &str) -> String {
     }
 }
 
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn writer_loop(
     store: &mut Store,
     rx: mpsc::Receiver<Msg>,
