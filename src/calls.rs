@@ -814,8 +814,9 @@ impl Session {
                     alias: crate::llmstage::LOCAL_MODEL.to_owned(),
                     ..Default::default()
                 };
-                // one single-threaded server per request in flight (see LocalOptions::threads)
-                let servers = choice.provider.max_in_flight;
+                // one single-threaded server per request in flight (see LocalOptions::threads), at
+                // most one per core: more calls in flight than that wait for a free server
+                let servers = choice.provider.max_in_flight.min(crate::spec::local_servers());
                 self.local = crate::local::LocalServer::start_many(&opts, servers, &|msg| eprintln!("{msg}"))?;
             }
             base_urls = self.local.iter().map(|s| s.base_url().to_owned()).collect();

@@ -5,6 +5,7 @@
 //! attempt bound and a wall-time bound. Only the executor calls this module; it never touches
 //! the store or the disk. API keys live in `Secret`, which never prints.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -258,7 +259,7 @@ pub struct Prepared {
     urls: Vec<reqwest::Url>,
     headers: reqwest::header::HeaderMap,
     /// With several servers: a permit per server, and which servers are free.
-    pool: Option<(tokio::sync::Semaphore, std::sync::Mutex<Vec<usize>>)>,
+    pool: Option<(tokio::sync::Semaphore, std::sync::Mutex<VecDeque<usize>>)>,
 }
 
 /// The server an attempt goes to; given back when dropped.
@@ -266,7 +267,7 @@ struct Slot<'p> {
     url: &'p reqwest::Url,
     back: Option<(
         usize,
-        &'p std::sync::Mutex<Vec<usize>>,
+        &'p std::sync::Mutex<VecDeque<usize>>,
         tokio::sync::SemaphorePermit<'p>,
     )>,
 }
@@ -274,7 +275,9 @@ struct Slot<'p> {
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if let Some((i, free, _permit)) = self.back.take() {
-            free.lock().expect("server pool lock").push(i);
+            // to the back: the server that waited longest goes next, so one that fails at once
+            // (a server that died) does not take every call
+            free.lock().expect("server pool lock").push_back(i);
         }
     }
 }
@@ -292,7 +295,7 @@ impl Prepared {
         let i = free
             .lock()
             .expect("server pool lock")
-            .pop()
+            .pop_front()
             .expect("a permit is held for every free server");
         Slot {
             url: &self.urls[i],
@@ -318,7 +321,7 @@ impl Endpoint {
         let pool = (urls.len() > 1).then(|| {
             (
                 tokio::sync::Semaphore::new(urls.len()),
-                std::sync::Mutex::new((0..urls.len()).rev().collect()),
+                std::sync::Mutex::new((0..urls.len()).collect()),
             )
         });
         let mut headers = reqwest::header::HeaderMap::new();

@@ -215,6 +215,11 @@ impl LocalServer {
     ///
     /// `status` gets short human messages about what is happening.
     pub fn start(opts: &LocalOptions, status: &dyn Fn(&str)) -> Result<LocalServer> {
+        LocalServer::start_on(opts, status, None)
+    }
+
+    /// [`LocalServer::start`], first trying `port` when given.
+    fn start_on(opts: &LocalOptions, status: &dyn Fn(&str), mut port: Option<u16>) -> Result<LocalServer> {
         let t0 = Instant::now();
         fs::create_dir_all(&opts.cache_dir)
             .with_context(|| format!("creating the cache directory {}", opts.cache_dir.display()))?;
@@ -239,7 +244,10 @@ impl LocalServer {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let port = free_port()?;
+            let port = match port.take() {
+                Some(p) => p,
+                None => free_port()?,
+            };
             let log_path = logs.join(log_name());
             let mut server = spawn(opts, &venv, &launcher, &model, llama_server.as_deref(), port, log_path)?;
             match server.wait_ready(opts.startup_timeout) {
@@ -277,8 +285,18 @@ impl LocalServer {
         let mut all = vec![LocalServer::start(opts, status)?];
         if n > 1 {
             let t0 = Instant::now();
+            // a distinct free port for each: all bound at once, so none is handed out twice
+            let ports: Vec<u16> = {
+                let held = (1..n)
+                    .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port on 127.0.0.1"))
+                    .collect::<Result<Vec<_>>>()?;
+                held.iter().map(|l| Ok(l.local_addr()?.port())).collect::<Result<_>>()?
+            };
             let rest: Vec<Result<LocalServer>> = std::thread::scope(|s| {
-                let started: Vec<_> = (1..n).map(|_| s.spawn(|| LocalServer::start(opts, &|_| {}))).collect();
+                let started: Vec<_> = ports
+                    .iter()
+                    .map(|&port| s.spawn(move || LocalServer::start_on(opts, &|_| {}, Some(port))))
+                    .collect();
                 started
                     .into_iter()
                     .map(|h| h.join().expect("server start thread"))

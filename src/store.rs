@@ -18,6 +18,9 @@ use crate::key::{FastMap, Hash, Manifest};
 
 const SCHEMA_VERSION: i64 = 1;
 
+/// Commits that are synced to disk: every commit but those `Store::recomputable` makes.
+const SYNCED: &str = "PRAGMA synchronous=FULL";
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -370,6 +373,7 @@ impl Store {
     /// of its inputs).
     pub fn put_blob(&mut self, bytes: &[u8]) -> Result<Hash> {
         let h = Hash::of(bytes);
+        self.conn.execute_batch(SYNCED)?;
         self.conn.execute(
             "INSERT OR IGNORE INTO blobs(hash, data) VALUES(?1, ?2)",
             params![&h.0[..], bytes],
@@ -386,7 +390,7 @@ impl Store {
     fn recomputable<T>(&mut self, write: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
         self.conn.execute_batch("PRAGMA synchronous=NORMAL")?;
         let result = write(self);
-        let reset = self.conn.execute_batch("PRAGMA synchronous=FULL");
+        let reset = self.conn.execute_batch(SYNCED);
         let value = result?;
         reset?;
         Ok(value)
@@ -471,6 +475,8 @@ impl Store {
             }
         }
         let now = crate::clock::now_utc();
+        // synced whatever an earlier write left the connection at (see `recomputable`)
+        self.conn.execute_batch(SYNCED)?;
         let tx = self.conn.transaction()?;
         {
             let mut call = tx.prepare_cached(
@@ -739,4 +745,33 @@ fn output_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutputRecord> {
         size: r.get::<_, i64>(5)? as u64,
         mtime_ns: r.get(6)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synchronous(s: &Store) -> i64 {
+        s.conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn paid_answers_and_the_registry_are_synced_whatever_came_before() {
+        const FULL: i64 = 2;
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        assert_eq!(synchronous(&s), FULL);
+        // a recomputable write leaves the connection synced again
+        s.put_outputs(std::iter::empty()).unwrap();
+        assert_eq!(synchronous(&s), FULL);
+        // and should anything leave it unsynced, a paid answer or the registry syncs anyway
+        for write in [
+            |s: &mut Store| s.put_calls(&[], false),
+            |s: &mut Store| s.put_blob(b"registry").map(drop),
+        ] {
+            s.conn.execute_batch("PRAGMA synchronous=NORMAL").unwrap();
+            write(&mut s).unwrap();
+            assert_eq!(synchronous(&s), FULL);
+        }
+    }
 }

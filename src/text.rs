@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-/// Python's `str.strip()`: Rust's Unicode whitespace plus U+001C..U+001F, which Python also strips.
 /// `bytes` as text, invalid UTF-8 replaced by U+FFFD (as `String::from_utf8_lossy`), checked
 /// first by `str::from_utf8`, whose fast path for valid text is several times quicker.
 pub fn lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
@@ -12,6 +11,7 @@ pub fn lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Python's `str.strip()`: Rust's Unicode whitespace plus U+001C..U+001F, which Python also strips.
 pub fn py_strip(s: &str) -> &str {
     s.trim_matches(is_py_space)
 }
