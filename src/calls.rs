@@ -730,16 +730,16 @@ impl Session {
                 continue;
             }
             by_key.insert(a.key, out.len());
-            let in_memory = done.values().find_map(|d| d.contents.get(prompt));
-            let (text, prompt_in_store): (Arc<str>, _) = match in_memory {
-                Some(text) => (Arc::from(crate::text::lossy(text).as_ref()), None),
-                None if read_prompts => {
-                    let text = store
-                        .blob(prompt)?
+            // a prompt of this run is at hand; one of an earlier run is read now or as its call starts
+            let in_memory = done.values().any(|d| d.contents.contains_key(prompt));
+            let prompt_in_store = (!in_memory && !read_prompts).then_some(*prompt);
+            let text: Arc<str> = match prompt_in_store {
+                Some(_) => Arc::from(""),
+                None => {
+                    let text = crate::engine::content_of(store, done, prompt)?
                         .with_context(|| format!("the store lost the prompt of {}", a.path))?;
-                    (Arc::from(crate::text::lossy(&text).as_ref()), None)
+                    Arc::from(crate::text::lossy(&text).as_ref())
                 }
-                None => (Arc::from(""), Some(*prompt)),
             };
             let model = a.model.as_deref().unwrap_or_default().to_owned();
             out.push(PendingCall {

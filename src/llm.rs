@@ -166,7 +166,8 @@ pub enum Verdict {
 /// The request body: the same JSON as serde_json gives for
 /// `{"model", "messages": [{"role": "user", "content"}], "temperature", "max_tokens"}` (see
 /// `messages()`), written straight into one buffer. The prompt is most of it (kilobytes), and
-/// escaping it eight bytes at a time costs a fifth of serde_json's byte-at-a-time loop.
+/// finding the bytes to escape 16 at a time (`plain_until`) costs a fraction of serde_json's
+/// byte-at-a-time loop.
 pub fn request_body(call: &CallSpec) -> Vec<u8> {
     let mut out = Vec::with_capacity(call.prompt.len() + call.model.len() + 112);
     out.extend_from_slice(b"{\"model\":");
@@ -219,7 +220,7 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Where the first byte at or after `from` that JSON must escape is (`b.len()` if none).
+/// Where the first byte at or after `i` that JSON must escape is (`b.len()` if none).
 fn plain_until(b: &[u8], mut i: usize) -> usize {
     let needs_escape = |c: u8| c < 0x20 || c == b'"' || c == b'\\';
     #[cfg(target_arch = "x86_64")]
@@ -446,7 +447,7 @@ fn classify_plain_ok(bytes: &[u8]) -> Option<Verdict> {
         #[serde(borrow, default)]
         content: Option<Cow<'a, str>>,
     }
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Default)]
     struct Usage {
         #[serde(default)]
         prompt_tokens: Option<u64>,
@@ -460,11 +461,7 @@ fn classify_plain_ok(bytes: &[u8]) -> Option<Verdict> {
     if body.error.is_some() || choice.finish_reason.as_deref() == Some("error") {
         return None;
     }
-    let usage = body.usage.unwrap_or(Usage {
-        prompt_tokens: None,
-        completion_tokens: None,
-        cost: None,
-    });
+    let usage = body.usage.unwrap_or_default();
     let reply = Reply {
         text: crate::text::py_strip(choice.message.content.as_deref().unwrap_or("")).to_owned(),
         finish_reason: choice.finish_reason.map(Cow::into_owned),

@@ -224,12 +224,7 @@ impl Store {
         }
         let path = self.path.clone();
         Prefetch(Some(std::thread::spawn(move || {
-            let conn = Connection::open_with_flags(
-                &path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .with_context(|| format!("opening the store {}", path.display()))?;
-            conn.execute_batch("PRAGMA mmap_size=1073741824;")?;
+            let conn = open_read_only(&path)?;
             let mut out = HashMap::new();
             for stage in stages {
                 let known = read_action_outputs(&conn, &stage)?;
@@ -342,19 +337,13 @@ impl Store {
     }
 
     pub fn blob(&self, hash: &Hash) -> Result<Option<Vec<u8>>> {
-        let mut st = self.conn.prepare_cached("SELECT data FROM blobs WHERE hash=?1")?;
-        Ok(st.query_row([&hash.0[..]], |r| r.get(0)).optional()?)
+        read_blob(&self.conn, hash)
     }
 
     /// A second, read-only connection for reading blobs beside this one's writes.
     pub fn reader(&self) -> Result<BlobReader> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .with_context(|| format!("opening the store {}", self.path.display()))?;
+        let conn = open_read_only(&self.path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch("PRAGMA mmap_size=1073741824;")?;
         Ok(BlobReader(conn))
     }
 
@@ -678,9 +667,24 @@ pub struct BlobReader(Connection);
 
 impl BlobReader {
     pub fn blob(&self, hash: &Hash) -> Result<Option<Vec<u8>>> {
-        let mut st = self.0.prepare_cached("SELECT data FROM blobs WHERE hash=?1")?;
-        Ok(st.query_row([&hash.0[..]], |r| r.get(0)).optional()?)
+        read_blob(&self.0, hash)
     }
+}
+
+fn read_blob(conn: &Connection, hash: &Hash) -> Result<Option<Vec<u8>>> {
+    let mut st = conn.prepare_cached("SELECT data FROM blobs WHERE hash=?1")?;
+    Ok(st.query_row([&hash.0[..]], |r| r.get(0)).optional()?)
+}
+
+/// A read-only connection to the store at `path`, beside the one that writes.
+fn open_read_only(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("opening the store {}", path.display()))?;
+    conn.execute_batch("PRAGMA mmap_size=1073741824;")?;
+    Ok(conn)
 }
 
 /// A prefetch under way (see `Store::prefetch`).
