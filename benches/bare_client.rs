@@ -6,7 +6,9 @@
 //!
 //!     cargo bench --bench bare_client
 //!
-//! `DAYDREAM_BENCH_LIMITS=16,256,1000` and `DAYDREAM_BENCH_CALLS=10660` change what is measured.
+//! `DAYDREAM_BENCH_LIMITS=16,256,1000` and `DAYDREAM_BENCH_CALLS=10660` change what is measured;
+//! `DAYDREAM_BENCH_CURRENT_THREAD=1` runs the loop on tokio's current-thread runtime (as daydream's
+//! executor does) instead of two workers.
 
 #[path = "../tests/common/mock.rs"]
 mod mock;
@@ -63,12 +65,14 @@ fn main() {
     println!("| L | calls | wall s | ideal s | % of ideal | client CPU µs/call | mock CPU µs/call |");
     println!("|--:|--:|--:|--:|--:|--:|--:|");
     for l in limits {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("bare-client")
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let mut rt = if std::env::var_os("DAYDREAM_BENCH_CURRENT_THREAD").is_some() {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        };
+        let rt = rt.thread_name("bare-client").enable_all().build().expect("runtime");
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)

@@ -18,6 +18,7 @@
 //! - `DAYDREAM_BENCH_VERBOSE=1`           print the output of each timed run (with its timing lines)
 //! - `DAYDREAM_BENCH_WRAP="perf record -g -o /tmp/dd.perf --"`  run the timed `daydream run` under a
 //!   profiler (its numbers then include the profiler's overhead)
+//! - `DAYDREAM_BENCH_BIN=/tmp/daydream-old`  measure another daydream binary (an A/B of two builds)
 //!
 //! Responses and prompts are kept in the store only (`materialize: false` on `generation_prompt`
 //! and `generation_response`): writing ~10k files costs ~1 ms each on the reference VM and would
@@ -41,9 +42,12 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The daydream binary cargo built for this bench (benches get `CARGO_BIN_EXE_*` like tests).
+/// The daydream binary cargo built for this bench (benches get `CARGO_BIN_EXE_*` like tests), or
+/// `DAYDREAM_BENCH_BIN` to compare another build on the same machine state.
 fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_daydream"))
+    std::env::var_os("DAYDREAM_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_daydream")))
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
