@@ -371,23 +371,13 @@ async fn dispatch(
     let mut set = tokio::task::JoinSet::new();
     let counters = progress.counters.clone();
     let mut budget_hit = false;
-    for (i, mut call) in calls.into_iter().enumerate() {
-        // read just before the call (no need once calls were stopped)
-        if let Some(hash) = call.prompt_in_store.take()
-            && limits.stopped_reason().is_none()
-        {
-            match reader.blob(&hash) {
-                Ok(Some(text)) => call.spec.prompt = Arc::from(crate::text::lossy(&text).as_ref()),
-                Ok(None) => limits.stop_all(&format!(
-                    "the store lost the prompt of {} ({}); run `daydream run` again to render it anew",
-                    call.path,
-                    hash.short()
-                )),
-                Err(e) => limits.stop_all(&format!(
-                    "cannot read the prompt of {} from the store: {e:#}",
-                    call.path
-                )),
-            }
+    let mut queue = std::collections::VecDeque::from(calls);
+    let mut i = 0usize;
+    while let Some(mut call) = queue.pop_front() {
+        i += 1;
+        // read just before the call (no need once calls were stopped), with the next ones
+        if call.prompt_in_store.is_some() && limits.stopped_reason().is_none() {
+            read_prompts_ahead(reader, &mut call, &mut queue, limits);
         }
         let not_started = |cause: Cause, message: String| {
             let outcome = Outcome {
@@ -466,6 +456,47 @@ async fn dispatch(
     }
     while set.join_next().await.is_some() {
         progress.tick();
+    }
+}
+
+/// How many prompts `dispatch` reads from the store in one read transaction.
+const PROMPTS_AHEAD: usize = 64;
+
+/// Reads the prompt of `call` and those of the next calls waiting in `queue`, up to
+/// `PROMPTS_AHEAD` in all, in one read transaction. A prompt the store lacks stops the run when
+/// its call comes first; a read error stops it at once.
+fn read_prompts_ahead(
+    reader: &crate::store::BlobReader,
+    call: &mut PendingCall,
+    queue: &mut std::collections::VecDeque<PendingCall>,
+    limits: &RunLimits,
+) {
+    let mut batch: Vec<&mut PendingCall> = std::iter::once(call)
+        .chain(queue.iter_mut().filter(|c| c.prompt_in_store.is_some()))
+        .take(PROMPTS_AHEAD)
+        .collect();
+    let hashes: Vec<Hash> = batch.iter().filter_map(|c| c.prompt_in_store).collect();
+    match reader.blobs(&hashes) {
+        Ok(texts) => {
+            for (c, text) in batch.iter_mut().zip(texts) {
+                if let Some(text) = text {
+                    c.spec.prompt = Arc::from(crate::text::lossy(&text).as_ref());
+                    c.prompt_in_store = None;
+                }
+            }
+            let first = &batch[0];
+            if let Some(hash) = first.prompt_in_store {
+                limits.stop_all(&format!(
+                    "the store lost the prompt of {} ({}); run `daydream run` again to render it anew",
+                    first.path,
+                    hash.short()
+                ));
+            }
+        }
+        Err(e) => limits.stop_all(&format!(
+            "cannot read the prompt of {} from the store: {e:#}",
+            batch[0].path
+        )),
     }
 }
 

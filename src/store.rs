@@ -224,7 +224,7 @@ impl Store {
         }
         let path = self.path.clone();
         Prefetch(Some(std::thread::spawn(move || {
-            let conn = open_read_only(&path)?;
+            let conn = open_read_only(&path, true)?;
             let mut out = HashMap::new();
             for stage in stages {
                 let known = read_action_outputs(&conn, &stage)?;
@@ -342,7 +342,7 @@ impl Store {
 
     /// A second, read-only connection for reading blobs beside this one's writes.
     pub fn reader(&self) -> Result<BlobReader> {
-        let conn = open_read_only(&self.path)?;
+        let conn = open_read_only(&self.path, false)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         Ok(BlobReader(conn))
     }
@@ -666,8 +666,14 @@ pub type Prefetched = HashMap<String, (FastMap<Hash, Hash>, Records)>;
 pub struct BlobReader(Connection);
 
 impl BlobReader {
-    pub fn blob(&self, hash: &Hash) -> Result<Option<Vec<u8>>> {
-        read_blob(&self.0, hash)
+    /// Several blobs in one read transaction, in the order asked. Each read transaction that
+    /// finds a commit since the last one drops the connection's page cache, so reading beside a
+    /// writer that commits every answer is much cheaper in batches.
+    pub fn blobs(&self, hashes: &[Hash]) -> Result<Vec<Option<Vec<u8>>>> {
+        let tx = self.0.unchecked_transaction()?;
+        let out = hashes.iter().map(|h| read_blob(&tx, h)).collect::<Result<Vec<_>>>()?;
+        tx.commit()?;
+        Ok(out)
     }
 }
 
@@ -677,13 +683,21 @@ fn read_blob(conn: &Connection, hash: &Hash) -> Result<Option<Vec<u8>>> {
 }
 
 /// A read-only connection to the store at `path`, beside the one that writes.
-fn open_read_only(path: &Path) -> Result<Connection> {
+///
+/// `mmap` maps the database file, which suits reads done before anything is written. A reader
+/// beside commits must not: every read transaction that finds the log changed since the last
+/// unmaps the file (SQLite's `sqlite3OsUnfetch`), and on a VM each `munmap` is a TLB shootdown
+/// across the CPUs. With one commit per answer at 16 in flight that was a quarter of the run's
+/// CPU (bench/llm/README.md).
+fn open_read_only(path: &Path, mmap: bool) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .with_context(|| format!("opening the store {}", path.display()))?;
-    conn.execute_batch("PRAGMA mmap_size=1073741824;")?;
+    if mmap {
+        conn.execute_batch("PRAGMA mmap_size=1073741824;")?;
+    }
     Ok(conn)
 }
 
@@ -777,5 +791,28 @@ mod tests {
             write(&mut s).unwrap();
             assert_eq!(synchronous(&s), FULL);
         }
+    }
+
+    #[test]
+    fn a_reader_beside_commits_sees_each_new_blob_in_order_and_does_not_map_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let r = s.reader().unwrap();
+        let mmap: i64 = r.0.query_row("PRAGMA mmap_size", [], |r| r.get(0)).unwrap();
+        assert_eq!(mmap, 0);
+        let missing = Hash::of(b"never stored");
+        let mut stored = Vec::new();
+        for i in 0..3 {
+            // a commit between reads: the reader must see it
+            let bytes = format!("prompt {i}").into_bytes();
+            stored.push((s.put_blob(&bytes).unwrap(), bytes));
+            let (h, bytes) = stored.last().unwrap();
+            assert_eq!(r.blobs(&[*h]).unwrap(), [Some(bytes.clone())]);
+        }
+        let ask = [stored[2].0, missing, stored[0].0, stored[1].0];
+        let got = r.blobs(&ask).unwrap();
+        let want = [Some(&stored[2].1), None, Some(&stored[0].1), Some(&stored[1].1)];
+        assert_eq!(got.iter().map(Option::as_ref).collect::<Vec<_>>(), want);
+        assert!(r.blobs(&[]).unwrap().is_empty());
     }
 }

@@ -143,6 +143,33 @@ fn one_request_per_task_then_none_then_only_the_edited_template() {
 }
 
 #[test]
+fn prompts_rendered_by_an_earlier_run_are_sent_to_their_own_tasks() {
+    // 14 models x 5 combinations: 70 prompts kept by `run generation_prompt`, read back as their
+    // calls start, in batches (more than one)
+    let mock = MockServer::start(per_model);
+    let models: Vec<String> = (0..14).map(|i| format!("vendor/m{i:02}")).collect();
+    let s = small(&mock, &models.iter().map(String::as_str).collect::<Vec<_>>(), 3);
+    s.ok(&["run", "generation_prompt"]);
+    assert_eq!(mock.count(), 0);
+    let out = s.ok(&["run", "generation_response"]);
+    assert_eq!(counts(&out, "generation_response"), (70, 0, 0), "{out}");
+    assert_eq!(mock.count(), 70, "{out}");
+    let ids = files(&s, "data/3_generation/generation_prompts", ".txt");
+    assert_eq!(ids.len(), 70);
+    for id in ids {
+        let prompt = s.read(&format!("data/3_generation/generation_prompts/{id}"));
+        // the task id ends with the model's id, g0..g13 (see `small`)
+        let model_id = id.strip_suffix(".txt").unwrap().rsplit('_').next().unwrap();
+        let model = &models[model_id[1..].parse::<usize>().unwrap()];
+        assert_eq!(
+            s.read(&format!("data/3_generation/generation_responses/{id}")),
+            format!("{model} says: {}", common::mock::echo_text(&prompt)),
+            "{id}"
+        );
+    }
+}
+
+#[test]
 fn tasks_asking_the_same_call_share_one_answer() {
     // every model's answer depends only on the prompt, so the evaluation prompts of one
     // combination are identical for the 4 generation models: one call serves 4 tasks
