@@ -290,7 +290,7 @@ pub fn execute(
     let (files_tx, files_rx) = mpsc::channel::<Vec<(String, Vec<u8>, String, Vec<u8>, Hash, String)>>();
     let summary = Mutex::new(CallsSummary::default());
     let writer_failed = AtomicBool::new(false);
-    std::thread::scope(|scope| -> Result<()> {
+    let lost = std::thread::scope(|scope| -> Result<Option<Hash>> {
         // files, after the store has the responses
         let file_tx = tx.clone();
         let root_f = root.to_path_buf();
@@ -336,11 +336,16 @@ pub fn execute(
             }
             result
         });
-        rt.block_on(dispatch(ep, limits, calls, &reader, tx, progress, stage));
+        let lost = rt.block_on(dispatch(ep, limits, calls, &reader, tx, progress, stage));
         let w = writer.join().expect("writer thread");
         let f = files.join().expect("file thread");
-        w.and(f)
+        w.and(f)?;
+        Ok(lost)
     })?;
+    // a prompt the store lost: forget the records that name it, so the next run renders it anew
+    if let Some(hash) = lost {
+        store.forget_lost(&hash)?;
+    }
     let mut s = summary.into_inner().expect("summary lock");
     s.requests = s.ok as u64 + s.truncated as u64 + s.failed.values().sum::<usize>() as u64;
     Ok(s)
@@ -354,8 +359,9 @@ async fn dispatch(
     tx: mpsc::Sender<Msg>,
     progress: &Progress,
     stage: &str,
-) {
+) -> Option<Hash> {
     let _done = DoneOnDrop(tx.clone());
+    let mut lost = None;
     // a setup failure stops every call; the loop below then records each as not started
     let setup = llm::client()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
@@ -377,7 +383,7 @@ async fn dispatch(
         i += 1;
         // read just before the call (no need once calls were stopped), with the next ones
         if call.prompt_in_store.is_some() && limits.stopped_reason().is_none() {
-            read_prompts_ahead(reader, &mut call, &mut queue, limits);
+            lost = read_prompts_ahead(reader, &mut call, &mut queue, limits);
         }
         let not_started = |cause: Cause, message: String| {
             let outcome = Outcome {
@@ -457,6 +463,7 @@ async fn dispatch(
     while set.join_next().await.is_some() {
         progress.tick();
     }
+    lost
 }
 
 /// How many prompts `dispatch` reads from the store in one read transaction.
@@ -464,13 +471,13 @@ const PROMPTS_AHEAD: usize = 64;
 
 /// Reads the prompt of `call` and those of the next calls waiting in `queue`, up to
 /// `PROMPTS_AHEAD` in all, in one read transaction. A prompt the store lacks stops the run when
-/// its call comes first; a read error stops it at once.
+/// its call comes first, and is returned; a read error stops it at once.
 fn read_prompts_ahead(
     reader: &crate::store::BlobReader,
     call: &mut PendingCall,
     queue: &mut std::collections::VecDeque<PendingCall>,
     limits: &RunLimits,
-) {
+) -> Option<Hash> {
     let mut batch: Vec<&mut PendingCall> = std::iter::once(call)
         .chain(queue.iter_mut().filter(|c| c.prompt_in_store.is_some()))
         .take(PROMPTS_AHEAD)
@@ -485,18 +492,24 @@ fn read_prompts_ahead(
                 }
             }
             let first = &batch[0];
-            if let Some(hash) = first.prompt_in_store {
+            let lost = first.prompt_in_store;
+            if let Some(hash) = lost {
                 limits.stop_all(&format!(
-                    "the store lost the prompt of {} ({}); run `daydream run` again to render it anew",
-                    first.path,
-                    hash.short()
+                    "the store lost the prompt ({}) of {}; its records are dropped, so `daydream run` \
+                     renders it anew",
+                    hash.short(),
+                    first.path
                 ));
             }
+            lost
         }
-        Err(e) => limits.stop_all(&format!(
-            "cannot read the prompt of {} from the store: {e:#}",
-            batch[0].path
-        )),
+        Err(e) => {
+            limits.stop_all(&format!(
+                "cannot read the prompt of {} from the store: {e:#}",
+                batch[0].path
+            ));
+            None
+        }
     }
 }
 

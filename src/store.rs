@@ -649,6 +649,30 @@ impl Store {
         Ok(paths)
     }
 
+    /// Forgets the records of content the store no longer holds (a blob deleted by hand, say):
+    /// the unpaid actions that made `hash` and the file records naming it, so that the next run
+    /// makes it anew. Records of paid calls are kept. Returns how many records went; none while
+    /// the blob is there.
+    pub fn forget_lost(&mut self, hash: &Hash) -> Result<usize> {
+        self.forget_cache();
+        let h = &hash.0[..];
+        let tx = self.conn.transaction()?;
+        let present = tx
+            .query_row("SELECT 1 FROM blobs WHERE hash=?1", [h], |_| Ok(()))
+            .optional()?
+            .is_some();
+        let mut n = 0;
+        if !present {
+            n += tx.execute(
+                "DELETE FROM actions WHERE output=?1 AND key NOT IN (SELECT key FROM calls)",
+                [h],
+            )?;
+            n += tx.execute("DELETE FROM outputs WHERE hash=?1", [h])?;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
     /// Deletes blobs that no action and no output record names any more. Returns how many went.
     pub fn collect_garbage(&mut self) -> Result<usize> {
         let n = self
@@ -814,5 +838,40 @@ mod tests {
         let want = [Some(&stored[2].1), None, Some(&stored[0].1), Some(&stored[1].1)];
         assert_eq!(got.iter().map(Option::as_ref).collect::<Vec<_>>(), want);
         assert!(r.blobs(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn forgetting_lost_content_drops_unpaid_records_only_and_only_when_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let m = Manifest::new("prompt").param("template", "t");
+        s.put_actions("generation_prompt", [(&m, &b"a prompt"[..])]).unwrap();
+        let prompt = Hash::of(b"a prompt");
+        let paid = CallRow {
+            key: Hash::of(b"call"),
+            stage: "generation_response".into(),
+            task: "t1".into(),
+            status: "ok".into(),
+            manifest: Manifest::new("generation_response"),
+            response: Some("an answer".into()),
+            record: "{}".into(),
+        };
+        s.put_calls(std::slice::from_ref(&paid), false).unwrap();
+        let answer = Hash::of(b"an answer");
+        let actions = |s: &Store| -> i64 {
+            s.conn
+                .query_row("SELECT COUNT(*) FROM actions", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(actions(&s), 2);
+        // still there: nothing is forgotten
+        assert_eq!(s.forget_lost(&prompt).unwrap(), 0);
+        for h in [prompt, answer] {
+            s.conn.execute("DELETE FROM blobs WHERE hash=?1", [&h.0[..]]).unwrap();
+        }
+        // a paid answer's record stays even when its text is gone; the prompt's goes
+        assert_eq!(s.forget_lost(&answer).unwrap(), 0);
+        assert_eq!(s.forget_lost(&prompt).unwrap(), 1);
+        assert_eq!(actions(&s), 1);
     }
 }

@@ -170,6 +170,43 @@ fn prompts_rendered_by_an_earlier_run_are_sent_to_their_own_tasks() {
 }
 
 #[test]
+fn a_prompt_the_store_lost_stops_the_calls_and_the_next_run_renders_it_anew() {
+    let mock = MockServer::start(per_model);
+    let s = small(&mock, &["vendor/a"], 1);
+    s.ok(&["run", "generation_prompt"]);
+    let ids = files(&s, "data/3_generation/generation_prompts", ".txt");
+    assert_eq!(ids.len(), 5);
+    // the third call's prompt vanishes from the store (its file stays)
+    let lost = s.read(&format!("data/3_generation/generation_prompts/{}", ids[2]));
+    let db = rusqlite::Connection::open(s.path(".daydream/store.db")).unwrap();
+    assert_eq!(
+        db.execute("DELETE FROM blobs WHERE data=?1", [lost.as_bytes()])
+            .unwrap(),
+        1
+    );
+    drop(db);
+    let r = s.run(&["run", "generation_response"]);
+    let err = format!("{}{}", r.stdout, r.stderr);
+    assert_eq!(r.code, 1, "{err}");
+    assert!(err.contains("the store lost the prompt"), "{err}");
+    assert!(err.contains("renders it anew"), "{err}");
+    assert!(mock.count() < 5, "calls stop at the lost prompt: {err}");
+    // as the message says: the next run renders it again and makes the calls still missing
+    let before = mock.count();
+    let out = s.ok(&["run", "generation_response"]);
+    assert_eq!(counts(&out, "generation_prompt").0, 1, "{out}");
+    assert_eq!(counts(&out, "generation_response").0, 5 - before, "{out}");
+    for id in ids {
+        let prompt = s.read(&format!("data/3_generation/generation_prompts/{id}"));
+        assert_eq!(
+            s.read(&format!("data/3_generation/generation_responses/{id}")),
+            format!("vendor/a says: {}", common::mock::echo_text(&prompt)),
+            "{id}"
+        );
+    }
+}
+
+#[test]
 fn tasks_asking_the_same_call_share_one_answer() {
     // every model's answer depends only on the prompt, so the evaluation prompts of one
     // combination are identical for the 4 generation models: one call serves 4 tasks
