@@ -204,6 +204,10 @@ fn a_prompt_the_store_lost_stops_the_calls_and_the_next_run_renders_it_anew() {
             "{id}"
         );
     }
+    // the prompt is back in the store: nothing is rendered or asked again
+    let out = s.ok(&["run", "generation_response"]);
+    assert_eq!(counts(&out, "generation_prompt"), (0, 0, 5), "{out}");
+    assert_eq!(mock.count(), 5);
 }
 
 #[test]
