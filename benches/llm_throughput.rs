@@ -23,7 +23,7 @@
 //! After each daydream run, a bare reqwest loop (`benches/common/bare.rs`: no store, no records)
 //! makes the same number of calls (at most 3,000 at L <= 16, where each takes a latency of
 //! wall time) against the same mock with the same prompt, on the same runtime kind: the floor for
-//! the CPU per call on this machine, at this moment. This VM's speed drifts by 2-4x between days,
+//! the CPU per call on this machine, at this moment. This VM's speed drifts by 2-4x between sessions,
 //! so daydream ÷ bare loop is the figure to compare with the (100 µs against a bare loop
 //! of about 20 µs: 5×).
 //!
