@@ -18,6 +18,7 @@ pub mod llm;
 pub mod llmstage;
 pub mod local;
 pub mod models;
+pub mod next;
 pub mod parsing;
 pub mod progress;
 pub mod prompt;

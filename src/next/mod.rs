@@ -1,0 +1,3 @@
+//! The pipeline language under construction: a generic engine and the kinds it runs.
+pub mod engine;
+pub mod kinds;
