@@ -84,6 +84,17 @@ impl Renderer {
         Ok(())
     }
 
+    /// The variables a loaded template reads from its context (without includes).
+    pub fn variables(&self, path: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .env
+            .get_template(path)
+            .map(|t| t.undeclared_variables(false).into_iter().collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
     /// Renders a loaded template with `vars`.
     pub fn render(&self, path: &str, text: &str, vars: Value) -> Result<String, Diag> {
         let t = self.env.get_template(path).map_err(|e| template_diag(path, text, &e))?;

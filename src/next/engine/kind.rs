@@ -388,3 +388,19 @@ impl PartialEq for dyn Stage {
         self.eq_stage(other.as_any())
     }
 }
+
+/// Hashes any value whose `Hash` impl is structural: the content hash of in-memory values.
+pub fn value_hash<T: std::hash::Hash + ?Sized>(v: &T) -> Hash {
+    struct B(blake3::Hasher);
+    impl std::hash::Hasher for B {
+        fn finish(&self) -> u64 {
+            unreachable!("only finalize is used")
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+    }
+    let mut h = B(blake3::Hasher::new());
+    v.hash(&mut h);
+    Hash(*h.0.finalize().as_bytes())
+}

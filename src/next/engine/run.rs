@@ -36,8 +36,13 @@ impl From<Diag> for RunError {
 }
 
 impl From<anyhow::Error> for RunError {
+    /// An error in the user's inputs found while computing (a template, a ledger's rows) is a
+    /// configuration error, whatever context was added on the way.
     fn from(e: anyhow::Error) -> Self {
-        RunError::Failed(e)
+        match e.downcast_ref::<Diag>() {
+            Some(d) => RunError::Config(d.clone()),
+            None => RunError::Failed(e),
+        }
     }
 }
 

@@ -1,8 +1,25 @@
-//! Every stage kind, registered in one place.
+//! Every stage kind, registered in one place. Generic kinds build any pipeline; the DayDreaming
+//! kinds (concepts, combinations, summaries, ledgers, report) hold what is truly that
+//! experiment's, and read other stages by shape, not by kind.
 
 use crate::next::engine::spec::Registry;
 
+pub mod combinations;
+pub mod concepts;
+pub mod cross;
+pub mod lookup;
+pub mod prompt;
+pub mod table;
+
 pub fn registry() -> &'static Registry {
     static REGISTRY: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
-    REGISTRY.get_or_init(|| Registry { kinds: vec![] })
+    REGISTRY.get_or_init(|| Registry {
+        kinds: vec![
+            &table::TableKind,
+            &cross::CrossKind,
+            &prompt::PromptKind,
+            &concepts::ConceptsKind,
+            &combinations::CombinationsKind,
+        ],
+    })
 }
