@@ -905,3 +905,80 @@ impl Session {
         summary
     }
 }
+
+impl Session {
+    /// Makes the calls of one LLM stage (`stage` names it in records and progress);
+    /// `cached` is how many of its tasks the store already answered.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_calls(
+        &mut self,
+        root: &Path,
+        store: &mut Store,
+        tmp: &Path,
+        stage: &str,
+        truncation_fails: bool,
+        choice: &crate::llmstage::Choice,
+        calls: Vec<PendingCall>,
+        cached: usize,
+        refresh: bool,
+    ) -> Result<CallsSummary> {
+        if self.rt.is_none() {
+            self.rt = Some(
+                // one thread: the calls are I/O, and a second worker only adds wake-ups between
+                // threads (about 20 µs of CPU per call here, `benches/bare_client.rs`)
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting the async runtime")?,
+            );
+        }
+        let mut base_urls = vec![choice.base_url.clone()];
+        if choice.provider.local && choice.base_url.is_empty() {
+            if self.local.is_empty() {
+                let opts = crate::local::LocalOptions {
+                    alias: crate::llmstage::LOCAL_MODEL.to_owned(),
+                    ..Default::default()
+                };
+                let servers = choice.provider.max_in_flight.min(crate::spec::local_servers());
+                self.local = crate::local::LocalServer::start_many(&opts, servers, &|msg| eprintln!("{msg}"))?;
+            }
+            base_urls = self.local.iter().map(|s| s.base_url().to_owned()).collect();
+        }
+        let p = &choice.provider;
+        let ep = Endpoint {
+            provider: p.name.clone(),
+            base_urls,
+            key: choice.key.clone(),
+            key_env: p.api_key_env.clone(),
+            headers: p.headers.clone(),
+            timeout: Duration::from_secs_f64(p.timeout_s.0),
+            max_attempts: p.max_attempts,
+            max_retry_time: Duration::from_secs_f64(p.max_retry_time_s.0),
+            backoff_base: Duration::from_millis(p.backoff_base_ms),
+            backoff_max: Duration::from_secs_f64(p.backoff_max_s.0),
+            empty_retries: p.empty_retries,
+        };
+        let limits = self
+            .limits
+            .entry(p.name.clone())
+            .or_insert_with(|| Arc::new(RunLimits::new(p, self.budget, self.money.clone())))
+            .clone();
+        let progress = Progress::new(stage, calls.len() as u64, cached as u64);
+        let rt = self.rt.as_ref().expect("runtime");
+        let summary = execute(
+            rt,
+            store,
+            root,
+            tmp,
+            stage,
+            &ep,
+            &limits,
+            calls,
+            truncation_fails,
+            refresh,
+            &progress,
+        );
+        progress.finish();
+        summary
+    }
+}

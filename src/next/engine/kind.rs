@@ -335,8 +335,8 @@ pub trait Stage: StageEq + Debug + Send + Sync + 'static {
     }
 
     /// Called for every stage of a run before anything is written or asked (provider choice).
-    fn begin(&self, cx: &mut RunState, pipeline: &super::spec::Pipeline) -> Result<(), Diag> {
-        let _ = (cx, pipeline);
+    fn begin(&self, cx: &mut RunState, stage: &super::spec::StageSpec, pipeline: &super::spec::Pipeline, root: &std::path::Path) -> Result<(), Diag> {
+        let _ = (cx, stage, pipeline, root);
         Ok(())
     }
     /// Checks what can be checked before anything is written: template syntax, parser names.

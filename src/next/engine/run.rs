@@ -223,7 +223,8 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
     run.refresh = opts.refresh.clone();
     run.budget = opts.max_cost.or(pipeline.settings.max_cost_usd.map(|c| c.0));
     for &i in &order {
-        pipeline.stages[i].stage.begin(&mut run, &pipeline)?;
+        let spec = &pipeline.stages[i];
+        spec.stage.begin(&mut run, spec, &pipeline, &project.root)?;
     }
     let mut prefetched = prefetch.take()?;
     phase("store read");
@@ -350,14 +351,13 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
         report.computed = prep.computed.len();
         let mut prep = prep;
         report.notes.append(&mut prep.notes);
-        // the effects to make: one per key
-        let mut seen = HashSet::new();
+        // the effects to make (rows asking the same key are the stage's to share)
         let pending: Vec<&Artifact> = sp
             .planned
             .artifacts
             .iter()
             .zip(&prep.standing)
-            .filter(|(a, s)| s.0 == Standing::Execute && matches!(a.work, Work::Effect(_)) && seen.insert(a.key))
+            .filter(|(a, s)| s.0 == Standing::Execute && matches!(a.work, Work::Effect(_)))
             .map(|(a, _)| a)
             .collect();
         let effectful = sp.planned.artifacts.iter().any(|a| matches!(a.work, Work::Effect(_)));

@@ -7,6 +7,7 @@ use crate::next::engine::spec::Registry;
 pub mod combinations;
 pub mod concepts;
 pub mod cross;
+pub mod llm;
 pub mod lookup;
 pub mod prompt;
 pub mod table;
@@ -18,6 +19,7 @@ pub fn registry() -> &'static Registry {
             &table::TableKind,
             &cross::CrossKind,
             &prompt::PromptKind,
+            &llm::LlmKind,
             &concepts::ConceptsKind,
             &combinations::CombinationsKind,
         ],
