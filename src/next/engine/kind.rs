@@ -306,6 +306,11 @@ pub trait Stage: StageEq + Debug + Send + Sync + 'static {
     fn effectful(&self) -> bool {
         false
     }
+    /// Whether it reads the per-row outputs of the stages it reads (not only their rows): then
+    /// it is planned in the run, once those outputs exist.
+    fn reads_outputs(&self) -> bool {
+        false
+    }
     /// Whether its outputs cost money: `clean` keeps them unless the stage is named.
     fn paid(&self) -> bool {
         false
@@ -328,6 +333,21 @@ pub trait Stage: StageEq + Debug + Send + Sync + 'static {
         let _ = (value, row, name);
         None
     }
+    /// The CSV table it writes and its columns (stages offering `Shape::Table`).
+    fn table(&self) -> Option<(String, Vec<String>)> {
+        None
+    }
+    /// The path of the per-row output of row `id` (stages offering `Shape::PerRow`), whether
+    /// or not it exists.
+    fn row_path(&self, id: &str) -> Option<String> {
+        let out = self.outputs().into_iter().find(|d| d.what == DeclKind::Pattern)?;
+        Some(out.path.replace("{id}", id))
+    }
+    /// The stage whose per-row outputs this one's are made from, row by row (a parse stage's
+    /// input), if any.
+    fn row_source(&self) -> Option<&str> {
+        None
+    }
     /// The most bytes one row's output can hold, for estimates before it exists.
     fn size_bound(&self, cx: &PlanCx, row: usize) -> Option<u64> {
         let _ = (cx, row);
@@ -335,7 +355,13 @@ pub trait Stage: StageEq + Debug + Send + Sync + 'static {
     }
 
     /// Called for every stage of a run before anything is written or asked (provider choice).
-    fn begin(&self, cx: &mut RunState, stage: &super::spec::StageSpec, pipeline: &super::spec::Pipeline, root: &std::path::Path) -> Result<(), Diag> {
+    fn begin(
+        &self,
+        cx: &mut RunState,
+        stage: &super::spec::StageSpec,
+        pipeline: &super::spec::Pipeline,
+        root: &std::path::Path,
+    ) -> Result<(), Diag> {
         let _ = (cx, stage, pipeline, root);
         Ok(())
     }

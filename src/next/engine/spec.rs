@@ -410,6 +410,7 @@ fn check_refs(cx: &SpecCx, declared: Vec<StageSpec>) -> Result<Vec<StageSpec>, D
     for i in order {
         let mut s = slots[i].take().expect("each stage once");
         s.dynamic = s.stage.effectful()
+            || s.stage.reads_outputs()
             || s.stage
                 .refs()
                 .iter()

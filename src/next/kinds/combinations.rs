@@ -25,7 +25,11 @@ pub struct CombinationsKind;
 
 const FIELDS: &[FieldDoc] = &[
     req("concepts", FieldType::Stage, "the concepts stage"),
-    req("k_max", FieldType::Int { min: 1 }, "concepts per combination (exactly k_max, as the seed)"),
+    req(
+        "k_max",
+        FieldType::Int { min: 1 },
+        "concepts per combination (exactly k_max, as the seed)",
+    ),
     opt(
         "description_level",
         FieldType::Choice(LEVELS),
@@ -86,6 +90,10 @@ impl Stage for CombinationsStage {
 
     fn outputs(&self) -> Vec<Decl> {
         vec![self.registry.clone(), self.output.clone()]
+    }
+
+    fn table(&self) -> Option<(String, Vec<String>)> {
+        Some((self.output.path.clone(), vec!["combo_id".into(), "concept_id".into()]))
     }
 
     fn value(&self, cx: &ValueCx) -> Result<Value, Diag> {

@@ -81,10 +81,16 @@ impl Stage for ConceptsStage {
         for row in &t.rows {
             let id = t.get(row, id_col).trim();
             if !id.is_empty() && !valid_id(id) {
-                return Err(cell_diag(&t, &text, row.line, id_col, format!(
-                    "concept_id {id:?} in {path} line {} cannot be an id: ids become file names",
-                    row.line
-                ))
+                return Err(cell_diag(
+                    &t,
+                    &text,
+                    row.line,
+                    id_col,
+                    format!(
+                        "concept_id {id:?} in {path} line {} cannot be an id: ids become file names",
+                        row.line
+                    ),
+                )
                 .help(format!("an id is {ID_GRAMMAR}")));
             }
         }

@@ -8,12 +8,10 @@ use crate::diag::Diag;
 use crate::key::{Input, Manifest};
 use crate::next::engine::cx::{ComputeCx, PlanCx, ValueCx};
 use crate::next::engine::fields::{FieldDoc, FieldType, Fields, maybe, opt, req};
-use crate::next::engine::kind::{
-    Artifact, Computed, Decl, Kind, Planned, Ref, Shape, Stage, Value, Work, value_hash,
-};
+use crate::next::engine::kind::{Artifact, Computed, Decl, Kind, Planned, Ref, Shape, Stage, Value, Work, value_hash};
 use crate::next::engine::rows::{Column, Format, Rows, replicate_id};
 use crate::next::engine::yaml::{Loc, Value as Yaml};
-use crate::next::kinds::table::{Cond, Filter, ID_GRAMMAR, parse_bool, parse_filters, valid_id, BOOLEANS};
+use crate::next::kinds::table::{BOOLEANS, Cond, Filter, ID_GRAMMAR, parse_bool, parse_filters, valid_id};
 use crate::table::write_csv;
 
 pub struct CrossKind;
@@ -34,8 +32,17 @@ const FIELDS: &[FieldDoc] = &[
         FieldType::Map,
         "output column: `id`, `axis.column`, `axis.id` or `replicate`, in order",
     ),
-    opt("replicates", FieldType::Int { min: 1 }, "1", "rows per combination; ids get _run01, _run02, ... and a `replicate` column"),
-    maybe("output", FieldType::Output, "the CSV file written (default: rows kept in memory only)"),
+    opt(
+        "replicates",
+        FieldType::Int { min: 1 },
+        "1",
+        "rows per combination; ids get _run01, _run02, ... and a `replicate` column",
+    ),
+    maybe(
+        "output",
+        FieldType::Output,
+        "the CSV file written (default: rows kept in memory only)",
+    ),
 ];
 
 #[derive(Debug, PartialEq)]
@@ -96,13 +103,19 @@ impl Kind for CrossKind {
                     for k in m {
                         if k.key != "from" && k.key != "where" {
                             return Err(f
-                                .diag(format!("unknown key `{}` in axis `{}` of stage `{}`", k.key, e.key, f.stage), k.key_loc)
+                                .diag(
+                                    format!("unknown key `{}` in axis `{}` of stage `{}`", k.key, e.key, f.stage),
+                                    k.key_loc,
+                                )
                                 .help("an axis is `name: stage` or `name: {from: stage, where: {column: value}}`"));
                         }
                     }
                     let from = e.value.get("from").ok_or_else(|| {
-                        f.diag(format!("axis `{}` of stage `{}` has no `from:`", e.key, f.stage), e.value.loc)
-                            .help("write `{from: stage, where: {column: value}}`")
+                        f.diag(
+                            format!("axis `{}` of stage `{}` has no `from:`", e.key, f.stage),
+                            e.value.loc,
+                        )
+                        .help("write `{from: stage, where: {column: value}}`")
                     })?;
                     let from = f.string_of("axes", from)?;
                     let filters = match e.value.get("where") {
@@ -121,7 +134,8 @@ impl Kind for CrossKind {
             });
         }
         let id = f.string("id")?;
-        let id_format = Format::parse(&id.value).map_err(|e| f.diag(format!("`id` of stage `{}`: {e}", f.stage), id.loc))?;
+        let id_format =
+            Format::parse(&id.value).map_err(|e| f.diag(format!("`id` of stage `{}`: {e}", f.stage), id.loc))?;
         let columns_node = f.node("columns")?;
         let Some(cols) = columns_node.as_map().filter(|m| !m.is_empty()) else {
             return Err(f.wrong("columns", columns_node, "a mapping of output column: source"));
@@ -146,7 +160,9 @@ impl Kind for CrossKind {
         };
         // names must resolve to axes (columns are checked against the rows when they are known)
         for h in stage.id.0.holes() {
-            stage.source(h).map_err(|m| f.diag(format!("`id` of stage `{}`: {m}", f.stage), id.loc))?;
+            stage
+                .source(h)
+                .map_err(|m| f.diag(format!("`id` of stage `{}`: {m}", f.stage), id.loc))?;
         }
         for (name, src, loc) in &stage.columns {
             stage
@@ -189,7 +205,10 @@ impl CrossStage {
         for a in &self.axes {
             let v = cx.upstream(&a.from.stage)?;
             let rows = v.rows.clone().ok_or_else(|| {
-                cx.diag(format!("axis `{}` reads `{}`, which has no rows", a.name, a.from.stage), a.from.loc)
+                cx.diag(
+                    format!("axis `{}` reads `{}`, which has no rows", a.name, a.from.stage),
+                    a.from.loc,
+                )
             })?;
             let mut keep = Vec::new();
             let conds: Vec<(usize, &Filter)> = a
@@ -198,7 +217,10 @@ impl CrossStage {
                 .map(|flt| {
                     rows.column(&flt.column).map(|c| (c, flt)).ok_or_else(|| {
                         cx.diag(
-                            format!("axis `{}` filters on `{}`, which the rows of `{}` do not have", a.name, flt.column, a.from.stage),
+                            format!(
+                                "axis `{}` filters on `{}`, which the rows of `{}` do not have",
+                                a.name, flt.column, a.from.stage
+                            ),
                             flt.loc,
                         )
                         .help(format!("its columns are: {}", rows.names.join(", ")))
@@ -216,9 +238,14 @@ impl CrossStage {
                             None => {
                                 let place = rows
                                     .place(r)
-                                    .map_or(format!("row `{}` of `{}`", rows.id(r), a.from.stage), |(f, l)| format!("{f} line {l}"));
+                                    .map_or(format!("row `{}` of `{}`", rows.id(r), a.from.stage), |(f, l)| {
+                                        format!("{f} line {l}")
+                                    });
                                 return Err(cx
-                                    .diag(format!("`{}` is {cell:?} in {place}, not a boolean", flt.column), flt.loc)
+                                    .diag(
+                                        format!("`{}` is {cell:?} in {place}, not a boolean", flt.column),
+                                        flt.loc,
+                                    )
                                     .help(format!("write {BOOLEANS}")));
                             }
                         },
@@ -238,7 +265,13 @@ impl CrossStage {
             {
                 let a = &self.axes[*i];
                 return Err(cx
-                    .diag(format!("`{s}`: the rows of `{}` (axis `{}`) have no column `{col}`", a.from.stage, a.name), loc)
+                    .diag(
+                        format!(
+                            "`{s}`: the rows of `{}` (axis `{}`) have no column `{col}`",
+                            a.from.stage, a.name
+                        ),
+                        loc,
+                    )
                     .help(format!("its columns are: id, {}", picked[*i].0.names.join(", "))));
             }
             Ok(src)
@@ -292,7 +325,14 @@ impl CrossStage {
         for (row, id) in base_ids.iter().enumerate() {
             if !valid_id(id) {
                 return Err(cx
-                    .diag(format!("the id of row {} of stage `{}` is {id:?}, which cannot stand in a file name", row + 1, cx.stage.name), self.id.1)
+                    .diag(
+                        format!(
+                            "the id of row {} of stage `{}` is {id:?}, which cannot stand in a file name",
+                            row + 1,
+                            cx.stage.name
+                        ),
+                        self.id.1,
+                    )
                     .help(format!("an id is {ID_GRAMMAR}")));
             }
         }
@@ -300,7 +340,15 @@ impl CrossStage {
         for (row, id) in base_ids.iter().enumerate() {
             if let Some(first) = seen.insert(id.as_str(), row) {
                 return Err(cx
-                    .diag(format!("rows {} and {} of stage `{}` both have the id `{id}`", first + 1, row + 1, cx.stage.name), self.id.1)
+                    .diag(
+                        format!(
+                            "rows {} and {} of stage `{}` both have the id `{id}`",
+                            first + 1,
+                            row + 1,
+                            cx.stage.name
+                        ),
+                        self.id.1,
+                    )
                     .help("make the id format name every axis that varies"));
             }
         }
@@ -315,9 +363,11 @@ impl CrossStage {
             .iter()
             .map(|src| match src {
                 Source::Id => Column::distinct(ids.iter().map(|i| i.to_string()).collect()),
-                Source::Replicate => {
-                    Column::from_texts((0..total).flat_map(expand).map(|(_, r)| &*REPLICATES[(r as usize).min(REPLICATES.len() - 1)]))
-                }
+                Source::Replicate => Column::from_texts(
+                    (0..total)
+                        .flat_map(expand)
+                        .map(|(_, r)| &*REPLICATES[(r as usize).min(REPLICATES.len() - 1)]),
+                ),
                 Source::AxisId(a) => {
                     let r = &picked[*a].0;
                     let picks: Vec<u32> = (0..total).flat_map(expand).map(|(row, _)| index[*a][row]).collect();
@@ -341,7 +391,8 @@ impl CrossStage {
     }
 }
 
-static REPLICATES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| (0..=999).map(|r| r.to_string()).collect());
+static REPLICATES: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| (0..=999).map(|r| r.to_string()).collect());
 
 impl Stage for CrossStage {
     fn refs(&self) -> Vec<Ref> {
@@ -356,6 +407,14 @@ impl Stage for CrossStage {
         self.output.iter().cloned().collect()
     }
 
+    fn table(&self) -> Option<(String, Vec<String>)> {
+        let out = self.output.as_ref()?;
+        Some((
+            out.path.clone(),
+            self.columns.iter().map(|(n, _, _)| n.clone()).collect(),
+        ))
+    }
+
     fn value(&self, cx: &ValueCx) -> Result<Value, Diag> {
         self.build(cx)
     }
@@ -366,7 +425,14 @@ impl Stage for CrossStage {
         };
         let rows = cx.value.rows.as_ref().expect("a cross product has rows");
         let mut m = Manifest::new("cross")
-            .param("columns", self.columns.iter().map(|(n, s, _)| format!("{n}={s}")).collect::<Vec<_>>().join(","))
+            .param(
+                "columns",
+                self.columns
+                    .iter()
+                    .map(|(n, s, _)| format!("{n}={s}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
             .param("id", format!("{:?}", self.id.0));
         for a in &self.axes {
             m = m.input(Input {

@@ -26,26 +26,67 @@ use crate::store::Store;
 pub struct LlmKind;
 
 const FIELDS: &[FieldDoc] = &[
-    req("prompts", FieldType::Stage, "the per-row stage whose texts are sent (a prompt stage, or a parse stage)"),
-    req("model", FieldType::Str, "the column of the rows holding the provider's model name, e.g. generation_model_name"),
+    req(
+        "prompts",
+        FieldType::Stage,
+        "the per-row stage whose texts are sent (a prompt stage, or a parse stage)",
+    ),
+    req(
+        "model",
+        FieldType::Str,
+        "the column of the rows holding the provider's model name, e.g. generation_model_name",
+    ),
     maybe(
         "models",
         FieldType::Stage,
         "a table with a `model` column and the prices `input_usd_per_mtok`, `output_usd_per_mtok` (USD per million tokens): for --dry-run, budgets and costs",
     ),
-    maybe("system", FieldType::File, "a file whose text is sent as the system message of every call"),
-    opt("provider", FieldType::Provider, "auto", "provider to call: a name under `providers:`, or `auto` (see settings.provider)"),
-    opt("temperature", FieldType::Num { min: 0.0, max: 2.0 }, "0.7", "sampling temperature sent with every call"),
-    opt("max_tokens", FieldType::Int { min: 1 }, "8192", "max_tokens sent with every call"),
-    opt("replicates", FieldType::Int { min: 1 }, "1", "independent samples per row (ids get _run01, _run02, ...; a `replicate` column)"),
+    maybe(
+        "system",
+        FieldType::File,
+        "a file whose text is sent as the system message of every call",
+    ),
+    opt(
+        "provider",
+        FieldType::Provider,
+        "auto",
+        "provider to call: a name under `providers:`, or `auto` (see settings.provider)",
+    ),
+    opt(
+        "temperature",
+        FieldType::Num { min: 0.0, max: 2.0 },
+        "0.7",
+        "sampling temperature sent with every call",
+    ),
+    opt(
+        "max_tokens",
+        FieldType::Int { min: 1 },
+        "8192",
+        "max_tokens sent with every call",
+    ),
+    opt(
+        "replicates",
+        FieldType::Int { min: 1 },
+        "1",
+        "independent samples per row (ids get _run01, _run02, ...; a `replicate` column)",
+    ),
     opt(
         "on_truncation",
         FieldType::Choice(&["keep", "fail"]),
         "keep",
         "an answer cut at max_tokens: keep it (flagged truncated) or count it as failed",
     ),
-    req("output", FieldType::Pattern, "one answer per row, e.g. data/3_generation/generation_responses/{id}.txt (the call record beside it as <id>.json)"),
-    opt("materialize", FieldType::Bool, "true", "write the answer files and sidecars (false: keep them in the store only)"),
+    req(
+        "output",
+        FieldType::Pattern,
+        "one answer per row, e.g. data/3_generation/generation_responses/{id}.txt (the call record beside it as <id>.json)",
+    ),
+    opt(
+        "materialize",
+        FieldType::Bool,
+        "true",
+        "write the answer files and sidecars (false: keep them in the store only)",
+    ),
 ];
 
 #[derive(Debug, PartialEq)]
@@ -115,7 +156,10 @@ fn prices(cx: &PlanCx, models: &Ref) -> Result<HashMap<String, (f64, f64)>, Diag
         rows.column("output_usd_per_mtok"),
     ) else {
         return Err(cx
-            .diag(format!("`models: {}`: its rows have no `model` column", models.stage), models.loc)
+            .diag(
+                format!("`models: {}`: its rows have no `model` column", models.stage),
+                models.loc,
+            )
             .help("the models table names each provider model in a `model` column"));
     };
     let mut out = HashMap::new();
@@ -128,19 +172,25 @@ fn prices(cx: &PlanCx, models: &Ref) -> Result<HashMap<String, (f64, f64)>, Diag
             if v.is_empty() {
                 return Ok(None);
             }
-            v.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0).map(Some).ok_or_else(|| {
-                let place = rows.place(r).map_or(String::new(), |(f, l)| format!(" in {f} line {l}"));
-                let d = Diag::new(format!(
-                    "`{}` of model `{}`{place} is `{v}`, not a price",
-                    rows.names[c],
-                    rows.id(r)
-                ))
-                .help("prices are USD per million tokens, e.g. 0.30; leave the cell empty when unknown");
-                match rows.place(r) {
-                    Some((f, l)) => d.in_file(f).at(None, l, 0),
-                    None => d,
-                }
-            })
+            v.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .map(Some)
+                .ok_or_else(|| {
+                    let place = rows
+                        .place(r)
+                        .map_or(String::new(), |(f, l)| format!(" in {f} line {l}"));
+                    let d = Diag::new(format!(
+                        "`{}` of model `{}`{place} is `{v}`, not a price",
+                        rows.names[c],
+                        rows.id(r)
+                    ))
+                    .help("prices are USD per million tokens, e.g. 0.30; leave the cell empty when unknown");
+                    match rows.place(r) {
+                        Some((f, l)) => d.in_file(f).at(None, l, 0),
+                        None => d,
+                    }
+                })
         };
         if let (Some(i), Some(o)) = (parse(pin)?, parse(pout)?) {
             out.insert(rows.get(r, m).trim().to_owned(), (i, o));
@@ -174,7 +224,11 @@ pub fn choose(p: &Pipeline, stage: &str, declared: &str, cli: Option<&str>, env:
                 let local = p.providers.iter().find(|x| x.local).ok_or_else(|| {
                     Diag::new(format!("no provider can be used for stage `{stage}`")).help(format!(
                         "set {} (in the environment or .env), or declare a provider with `kind: local`",
-                        if vars.is_empty() { "an API key".to_owned() } else { vars.join(" or ") }
+                        if vars.is_empty() {
+                            "an API key".to_owned()
+                        } else {
+                            vars.join(" or ")
+                        }
                     ))
                 })?;
                 if !vars.is_empty() {
@@ -182,7 +236,12 @@ pub fn choose(p: &Pipeline, stage: &str, declared: &str, cli: Option<&str>, env:
                         "{} is not set: using the local model `{LOCAL_MODEL}` (provider `{}`); set the key, or pass --provider, to call {}",
                         vars.join(" / "),
                         local.name,
-                        p.providers.iter().filter(|x| !x.local).map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+                        p.providers
+                            .iter()
+                            .filter(|x| !x.local)
+                            .map(|x| x.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ));
                 }
                 local.clone()
@@ -196,12 +255,28 @@ pub fn choose(p: &Pipeline, stage: &str, declared: &str, cli: Option<&str>, env:
         })?
     };
     let override_url = env.get(&provider.base_url_env());
-    let key = provider.api_key_env.as_ref().and_then(|v| env.get(v)).map(crate::llm::Secret::new);
+    let key = provider
+        .api_key_env
+        .as_ref()
+        .and_then(|v| env.get(v))
+        .map(crate::llm::Secret::new);
     let (base_url, identity, local_model) = match (&override_url, provider.local) {
-        (Some(url), true) => (url.clone(), format!("local:{LOCAL_MODEL}"), Some(LOCAL_MODEL.to_owned())),
-        (None, true) => (String::new(), format!("local:{LOCAL_MODEL}"), Some(LOCAL_MODEL.to_owned())),
+        (Some(url), true) => (
+            url.clone(),
+            format!("local:{LOCAL_MODEL}"),
+            Some(LOCAL_MODEL.to_owned()),
+        ),
+        (None, true) => (
+            String::new(),
+            format!("local:{LOCAL_MODEL}"),
+            Some(LOCAL_MODEL.to_owned()),
+        ),
         (Some(url), false) => (url.clone(), url.trim_end_matches('/').to_owned(), None),
-        (None, false) => (provider.base_url.clone(), provider.base_url.trim_end_matches('/').to_owned(), None),
+        (None, false) => (
+            provider.base_url.clone(),
+            provider.base_url.trim_end_matches('/').to_owned(),
+            None,
+        ),
     };
     Ok(Choice {
         provider,
@@ -235,11 +310,13 @@ impl LlmStage {
         let max_tokens = choice.max_tokens(self.max_tokens);
         let mut m = crate::llmstage::call_manifest(choice, model, prompt, self.temperature.0, max_tokens, replicate);
         if let Some(h) = system {
-            m = m.param("messages", "a system message, then the user message").input(Input {
-                name: "system".into(),
-                path: self.system.as_ref().map(|d| d.path.clone()),
-                hash: h,
-            });
+            m = m
+                .param("messages", "a system message, then the user message")
+                .input(Input {
+                    name: "system".into(),
+                    path: self.system.as_ref().map(|d| d.path.clone()),
+                    hash: h,
+                });
         }
         m
     }
@@ -270,6 +347,10 @@ impl Stage for LlmStage {
         true
     }
 
+    fn reads_outputs(&self) -> bool {
+        true
+    }
+
     fn paid(&self) -> bool {
         true
     }
@@ -283,7 +364,13 @@ impl Stage for LlmStage {
         let rows = up.rows.as_ref().expect("a per-row stage has rows");
         if rows.column(&self.model.0).is_none() {
             return Err(cx
-                .diag(format!("`model: {}`: the rows of `{}` have no such column", self.model.0, self.prompts.stage), self.model.1)
+                .diag(
+                    format!(
+                        "`model: {}`: the rows of `{}` have no such column",
+                        self.model.0, self.prompts.stage
+                    ),
+                    self.model.1,
+                )
                 .help(format!("their columns are: {}", rows.names.join(", "))));
         }
         if let Some(s) = &self.system {
@@ -298,7 +385,13 @@ impl Stage for LlmStage {
         })
     }
 
-    fn begin(&self, run: &mut RunState, stage: &StageSpec, pipeline: &Pipeline, root: &std::path::Path) -> Result<(), Diag> {
+    fn begin(
+        &self,
+        run: &mut RunState,
+        stage: &StageSpec,
+        pipeline: &Pipeline,
+        root: &std::path::Path,
+    ) -> Result<(), Diag> {
         let env = Env::load(root);
         let choice = choose(pipeline, &stage.name, &self.provider, run.provider.as_deref(), &env)?;
         if let Some(note) = &choice.note
@@ -316,7 +409,15 @@ impl Stage for LlmStage {
         for r in 0..rows.len() {
             if rows.get(r, c).trim().is_empty() {
                 return Err(cx
-                    .diag(format!("row `{}` of stage `{}` has no model in `{}`", rows.id(r), cx.stage.name, self.model.0), self.model.1)
+                    .diag(
+                        format!(
+                            "row `{}` of stage `{}` has no model in `{}`",
+                            rows.id(r),
+                            cx.stage.name,
+                            self.model.0
+                        ),
+                        self.model.1,
+                    )
                     .help("fill in the provider's model name (e.g. google/gemini-2.5-flash) in the models table"));
             }
         }
@@ -396,11 +497,18 @@ impl Stage for LlmStage {
             if !seen.insert(a.key) {
                 continue;
             }
-            let text = cx.content(&item.prompt)?.map(|b| crate::text::lossy(&b).into_owned()).unwrap_or_default();
+            let text = cx
+                .content(&item.prompt)?
+                .map(|b| crate::text::lossy(&b).into_owned())
+                .unwrap_or_default();
             let tokens = estimate_tokens(&text);
             e.0 += 1;
             e.2 += tokens;
-            let price = if choice.provider.local { Some((0.0, 0.0)) } else { calls.prices.get(&*item.model).copied() };
+            let price = if choice.provider.local {
+                Some((0.0, 0.0))
+            } else {
+                calls.prices.get(&*item.model).copied()
+            };
             e.3 = match (e.3, price) {
                 (Some(sum), Some((i, o))) => Some(sum + (tokens as f64 * i + calls.max_tokens as f64 * o) / 1e6),
                 _ => None,
@@ -411,11 +519,17 @@ impl Stage for LlmStage {
             ..Default::default()
         };
         if per_model.values().any(|v| v.0 > 0) {
-            d.lines.push(format!("{:<44} {:>6} {:>8} {:>13} {:>10}", "model", "calls", "cached", "input tokens", "cost up to"));
+            d.lines.push(format!(
+                "{:<44} {:>6} {:>8} {:>13} {:>10}",
+                "model", "calls", "cached", "input tokens", "cost up to"
+            ));
             for (m, (calls, cached, tokens, cost)) in &per_model {
                 d.cost += cost.unwrap_or(0.0);
                 let cost = cost.map_or("unpriced".to_owned(), |c| format!("${c:.4}"));
-                d.lines.push(format!("{m:<44} {calls:>6} {cached:>8} {:>13} {cost:>10}", format!("~{tokens}")));
+                d.lines.push(format!(
+                    "{m:<44} {calls:>6} {cached:>8} {:>13} {cost:>10}",
+                    format!("~{tokens}")
+                ));
             }
         }
         Ok(d)
@@ -426,7 +540,9 @@ impl Stage for LlmStage {
         let choice = self.choice(cx.run, &cx.stage.name).clone();
         choice.require_key()?;
         let system_text = match &self.system {
-            Some(d) => Some(std::fs::read_to_string(cx.root.join(&d.path)).with_context(|| format!("reading {}", d.path))?),
+            Some(d) => {
+                Some(std::fs::read_to_string(cx.root.join(&d.path)).with_context(|| format!("reading {}", d.path))?)
+            }
             None => None,
         };
         let _ = system_text;

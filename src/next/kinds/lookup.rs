@@ -30,11 +30,18 @@ impl Lookup {
     /// Reads `{from: stage, by: column[, on: column][, take: column]}` at `node`.
     pub fn parse(f: &mut Fields, field: &'static str, node: &Node) -> Result<Lookup, Diag> {
         let Some(map) = node.as_map() else {
-            return Err(f.wrong(field, node, "a lookup `{from: stage, by: column}` (with `on:` and `take:` if needed)"));
+            return Err(f.wrong(
+                field,
+                node,
+                "a lookup `{from: stage, by: column}` (with `on:` and `take:` if needed)",
+            ));
         };
         for e in map {
             if !KEYS.contains(&e.key.as_str()) {
-                let d = f.diag(format!("unknown key `{}` in a lookup of stage `{}`", e.key, f.stage), e.key_loc);
+                let d = f.diag(
+                    format!("unknown key `{}` in a lookup of stage `{}`", e.key, f.stage),
+                    e.key_loc,
+                );
                 return Err(match crate::diag::nearest(&e.key, KEYS.iter().copied()) {
                     Some(n) => d.help(format!("did you mean `{n}`?")),
                     None => d.help("a lookup takes from, by, on and take"),
@@ -77,7 +84,10 @@ pub enum Taken {
     Field(Field),
     /// The row's per-row output: the target artifact's path and content hash (`None` when it
     /// does not exist yet).
-    Content { path: String, hash: Option<crate::key::Hash> },
+    Content {
+        path: String,
+        hash: Option<crate::key::Hash>,
+    },
 }
 
 /// A lookup bound to the rows it reads from (owned, so a plan can keep it).
@@ -106,10 +116,12 @@ impl Bound {
         stage: Arc<dyn Stage>,
         diag: &dyn Fn(String, Loc) -> Diag,
     ) -> Result<Bound, Diag> {
-        let target = value
-            .rows
-            .clone()
-            .ok_or_else(|| diag(format!("`{}` has no rows to look up", lookup.from.stage), lookup.from.loc))?;
+        let target = value.rows.clone().ok_or_else(|| {
+            diag(
+                format!("`{}` has no rows to look up", lookup.from.stage),
+                lookup.from.loc,
+            )
+        })?;
         let by = match lookup.by.as_str() {
             "id" => None,
             c => Some(rows.column(c).ok_or_else(|| {
@@ -121,8 +133,11 @@ impl Bound {
             None => None,
             Some(c) => {
                 let col = target.column(c).ok_or_else(|| {
-                    diag(format!("`on: {c}`: the rows of `{}` have no column `{c}`", lookup.from.stage), lookup.loc)
-                        .help(format!("their columns are: {}", target.names.join(", ")))
+                    diag(
+                        format!("`on: {c}`: the rows of `{}` have no column `{c}`", lookup.from.stage),
+                        lookup.loc,
+                    )
+                    .help(format!("their columns are: {}", target.names.join(", ")))
                 })?;
                 let mut m = HashMap::new();
                 for r in 0..target.len() {
@@ -139,7 +154,10 @@ impl Bound {
                 None if target.is_empty() || stage.field(&value, 0, t).is_some() => Take::Field(t.clone()),
                 None => {
                     return Err(diag(
-                        format!("`take: {t}`: the rows of `{}` have no column or field `{t}`", lookup.from.stage),
+                        format!(
+                            "`take: {t}`: the rows of `{}` have no column or field `{t}`",
+                            lookup.from.stage
+                        ),
                         lookup.loc,
                     )
                     .help(format!("their columns are: {}", target.names.join(", "))));

@@ -4,11 +4,13 @@
 
 use crate::next::engine::spec::Registry;
 
+pub mod collect;
 pub mod combinations;
 pub mod concepts;
 pub mod cross;
 pub mod llm;
 pub mod lookup;
+pub mod parse;
 pub mod prompt;
 pub mod table;
 
@@ -20,6 +22,8 @@ pub fn registry() -> &'static Registry {
             &cross::CrossKind,
             &prompt::PromptKind,
             &llm::LlmKind,
+            &parse::ParseKind,
+            &collect::CollectKind,
             &concepts::ConceptsKind,
             &combinations::CombinationsKind,
         ],

@@ -46,7 +46,12 @@ const FIELDS: &[FieldDoc] = &[
         "an undefined variable is an error naming template, line and variable (strict), or renders empty as the seed did (lenient)",
     ),
     req("output", FieldType::Pattern, "one file per row; must contain {id}"),
-    opt("materialize", FieldType::Bool, "true", "write the prompt files (false: keep them in the store only)"),
+    opt(
+        "materialize",
+        FieldType::Bool,
+        "true",
+        "write the prompt files (false: keep them in the store only)",
+    ),
 ];
 
 #[derive(Debug, PartialEq)]
@@ -154,7 +159,10 @@ impl PromptStage {
             .map(|h| {
                 let c = rows.column(h).ok_or_else(|| {
                     diag(
-                        format!("`template` names `{{{h}}}`, which is not a column of the rows of `{}`", self.rows.stage),
+                        format!(
+                            "`template` names `{{{h}}}`, which is not a column of the rows of `{}`",
+                            self.rows.stage
+                        ),
                         loc,
                     )
                     .help(format!("their columns are: {}", rows.names.join(", ")))
@@ -175,7 +183,10 @@ impl PromptStage {
                 let v = rows.get(r, *c);
                 if !valid_id(v) {
                     return Err(diag(
-                        format!("row `{}` has `{name}` {v:?}, which cannot name a template file", rows.id(r)),
+                        format!(
+                            "row `{}` has `{name}` {v:?}, which cannot name a template file",
+                            rows.id(r)
+                        ),
                         loc,
                     )
                     .help(format!("the values of a column in a path are {ID_GRAMMAR}")));
@@ -297,7 +308,10 @@ impl PromptStage {
     }
 }
 
-fn stage_diag<'a>(name: &'a str, pipeline: &'a crate::next::engine::spec::Pipeline) -> impl Fn(String, Loc) -> Diag + 'a {
+fn stage_diag<'a>(
+    name: &'a str,
+    pipeline: &'a crate::next::engine::spec::Pipeline,
+) -> impl Fn(String, Loc) -> Diag + 'a {
     move |m: String, l: Loc| pipeline.diag(format!("stage `{name}`: {m}"), l)
 }
 
@@ -312,6 +326,10 @@ impl Stage for PromptStage {
 
     fn inputs(&self) -> Vec<Decl> {
         vec![self.template.1.clone()]
+    }
+
+    fn reads_outputs(&self) -> bool {
+        self.context.iter().any(|(_, l)| l.take.is_none())
     }
 
     fn outputs(&self) -> Vec<Decl> {
@@ -364,12 +382,21 @@ impl Stage for PromptStage {
         let rows = up.rows.clone().expect("a rows stage has rows");
         let diag = stage_diag(&cx.stage.name, cx.pipeline);
         let templates = self.row_templates(&rows, &diag)?;
-        let t = templates.paths.iter().position(|p| p == file).expect("a template of this stage") as u32;
+        let t = templates
+            .paths
+            .iter()
+            .position(|p| p == file)
+            .expect("a template of this stage") as u32;
         let text = cx.require_text(file, "template")?;
         let (text, used) = self.load(file, &text)?;
         let bound = self.bind(
             &rows,
-            &|name| Ok((cx.upstream(name)?, cx.pipeline.stage(name).expect("checked").stage.clone())),
+            &|name| {
+                Ok((
+                    cx.upstream(name)?,
+                    cx.pipeline.stage(name).expect("checked").stage.clone(),
+                ))
+            },
             &diag,
         )?;
         let head = KeyHead::new(&template_manifest(self.undefined, file, &text));
@@ -421,7 +448,11 @@ impl Stage for PromptStage {
         let plan: &PromptPlan = cx.value.data().expect("prompt plan");
         let rows = cx.value.rows.as_ref().expect("rows");
         let diag = stage_diag(&cx.stage.name, cx.pipeline);
-        let bound = self.bind(rows, &|n| Ok((cx.value_of(n).clone(), cx.spec_of(n).stage.clone())), &diag)?;
+        let bound = self.bind(
+            rows,
+            &|n| Ok((cx.value_of(n).clone(), cx.spec_of(n).stage.clone())),
+            &diag,
+        )?;
         let mut r = Renderer::new(self.undefined);
         for (t, part) in plan.parts.iter().enumerate() {
             let Some(row) = plan.templates.of_row.iter().position(|&x| x as usize == t) else {
@@ -440,7 +471,11 @@ impl Stage for PromptStage {
         let plan: &PromptPlan = cx.value.data().expect("prompt plan");
         let rows = cx.value.rows.clone().expect("rows");
         let diag = stage_diag(&cx.stage.name, cx.pipeline);
-        let bound = self.bind(&rows, &|n| Ok((cx.value_of(n).clone(), cx.spec_of(n).stage.clone())), &diag)?;
+        let bound = self.bind(
+            &rows,
+            &|n| Ok((cx.value_of(n).clone(), cx.spec_of(n).stage.clone())),
+            &diag,
+        )?;
         let pattern: Vec<&str> = self.output.path.split("{id}").collect();
         let mut artifacts = Vec::with_capacity(rows.len());
         let mut blocked = 0;
@@ -501,11 +536,15 @@ impl Stage for PromptStage {
             return (**m).clone();
         }
         let p: &Planning = planned.data().expect("prompt planning");
-        let Work::Compute(r) = a.work else { unreachable!("prompts are computed") };
+        let Work::Compute(r) = a.work else {
+            unreachable!("prompts are computed")
+        };
         let part = &p.parts[p.of_row[r as usize] as usize];
         let mut m = template_manifest(self.undefined, &part.path, &part.text);
         let inputs = self
-            .row_inputs(&p.rows, r as usize, &part.used, &p.bound, &|_| None, &|m, _| Diag::new(m))
+            .row_inputs(&p.rows, r as usize, &part.used, &p.bound, &|_| None, &|m, _| {
+                Diag::new(m)
+            })
             .ok()
             .flatten()
             .expect("planned before the run: every lookup resolved");
@@ -515,7 +554,9 @@ impl Stage for PromptStage {
 
     fn compute(&self, cx: &mut ComputeCx, a: &Artifact) -> Result<Computed> {
         let p: &Planning = cx.planned.data().expect("prompt planning");
-        let Work::Compute(r) = a.work else { unreachable!("prompts are computed") };
+        let Work::Compute(r) = a.work else {
+            unreachable!("prompts are computed")
+        };
         let part = p.parts[p.of_row[r as usize] as usize].clone();
         let (store, done) = (cx.store, cx.done);
         let vars = self.context(&p.rows, r as usize, &part.used, &p.bound, &|s| done.get(s), &|hash| {

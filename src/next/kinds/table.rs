@@ -17,7 +17,11 @@ use crate::table::Table;
 pub struct TableKind;
 
 const FIELDS: &[FieldDoc] = &[
-    req("csv", FieldType::File, "the CSV file (a header row, then one row per item)"),
+    req(
+        "csv",
+        FieldType::File,
+        "the CSV file (a header row, then one row per item)",
+    ),
     maybe(
         "id",
         FieldType::Str,
@@ -86,7 +90,11 @@ pub fn parse_filters(f: &Fields, node: &crate::next::engine::yaml::Node, field: 
 }
 
 /// Reads a list of column names.
-pub fn parse_names(f: &Fields, node: &crate::next::engine::yaml::Node, field: &str) -> Result<Vec<(String, Loc)>, Diag> {
+pub fn parse_names(
+    f: &Fields,
+    node: &crate::next::engine::yaml::Node,
+    field: &str,
+) -> Result<Vec<(String, Loc)>, Diag> {
     let Yaml::Seq(items) = &node.value else {
         return Err(f.wrong(field, node, "a list of column names"));
     };
@@ -156,12 +164,14 @@ pub fn parse_bool(cell: &str) -> Option<bool> {
 
 /// The id grammar: what may stand in a file name. Letters, digits, `.`, `_` and `-`, starting
 /// with a letter, digit or `_`, at most 128 characters.
-pub const ID_GRAMMAR: &str = "letters, digits, `.`, `_` and `-`, starting with a letter, digit or `_`, at most 128 characters";
+pub const ID_GRAMMAR: &str =
+    "letters, digits, `.`, `_` and `-`, starting with a letter, digit or `_`, at most 128 characters";
 
 pub fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         && !s.starts_with(['.', '-'])
 }
 
@@ -198,8 +208,11 @@ impl TableStage {
         let t = Table::parse(path, &text)?;
         let id_col = match &self.id {
             Some((name, loc)) => t.column(name).ok_or_else(|| {
-                cx.diag(format!("{path} has no column `{name}` for the ids of stage `{}`", cx.stage.name), *loc)
-                    .help(format!("its columns are: {}", t.headers.join(", ")))
+                cx.diag(
+                    format!("{path} has no column `{name}` for the ids of stage `{}`", cx.stage.name),
+                    *loc,
+                )
+                .help(format!("its columns are: {}", t.headers.join(", ")))
             })?,
             None if t.headers.is_empty() => {
                 return Err(Diag::new(format!("{path} has no header row")).in_file(path));
@@ -211,23 +224,39 @@ impl TableStage {
         for row in &t.rows {
             let id = t.get(row, id_col).trim();
             if id.is_empty() {
-                return Err(cell_diag(&t, &text, row.line, id_col, format!(
-                    "empty `{}` in {path} line {}", t.headers[id_col], row.line
-                ))
+                return Err(cell_diag(
+                    &t,
+                    &text,
+                    row.line,
+                    id_col,
+                    format!("empty `{}` in {path} line {}", t.headers[id_col], row.line),
+                )
                 .help("every row needs an id; fill it in or delete the row"));
             }
             if !valid_id(id) {
-                return Err(cell_diag(&t, &text, row.line, id_col, format!(
-                    "`{}` {:?} in {path} line {} cannot be an id: ids become file names",
-                    t.headers[id_col], id, row.line
-                ))
+                return Err(cell_diag(
+                    &t,
+                    &text,
+                    row.line,
+                    id_col,
+                    format!(
+                        "`{}` {:?} in {path} line {} cannot be an id: ids become file names",
+                        t.headers[id_col], id, row.line
+                    ),
+                )
                 .help(format!("an id is {ID_GRAMMAR}")));
             }
             if let Some(first) = seen.insert(id, row.line) {
-                return Err(cell_diag(&t, &text, row.line, id_col, format!(
-                    "duplicate `{}` `{id}` in {path} line {} (first at line {first})",
-                    t.headers[id_col], row.line
-                ))
+                return Err(cell_diag(
+                    &t,
+                    &text,
+                    row.line,
+                    id_col,
+                    format!(
+                        "duplicate `{}` `{id}` in {path} line {} (first at line {first})",
+                        t.headers[id_col], row.line
+                    ),
+                )
                 .help("ids must be unique"));
             }
         }
@@ -237,8 +266,14 @@ impl TableStage {
                 .holes()
                 .map(|h| {
                     t.column(h).map(|c| (h.to_owned(), c)).ok_or_else(|| {
-                        cx.diag(format!("`files` of stage `{}` names `{{{h}}}`, which is not a column of {path}", cx.stage.name), files.loc)
-                            .help(format!("its columns are: {}", t.headers.join(", ")))
+                        cx.diag(
+                            format!(
+                                "`files` of stage `{}` names `{{{h}}}`, which is not a column of {path}",
+                                cx.stage.name
+                            ),
+                            files.loc,
+                        )
+                        .help(format!("its columns are: {}", t.headers.join(", ")))
                     })
                 })
                 .collect::<Result<_, _>>()?;
@@ -246,10 +281,16 @@ impl TableStage {
                 for (name, c) in &cols {
                     let v = t.get(row, *c).trim();
                     if !valid_id(v) {
-                        return Err(cell_diag(&t, &text, row.line, *c, format!(
-                            "`{name}` {v:?} in {path} line {} names a file, and cannot: it must be {ID_GRAMMAR}",
-                            row.line
-                        )));
+                        return Err(cell_diag(
+                            &t,
+                            &text,
+                            row.line,
+                            *c,
+                            format!(
+                                "`{name}` {v:?} in {path} line {} names a file, and cannot: it must be {ID_GRAMMAR}",
+                                row.line
+                            ),
+                        ));
                     }
                 }
                 let file = f.render(|h| {
@@ -257,11 +298,17 @@ impl TableStage {
                     t.get(row, c).trim()
                 });
                 if !cx.exists(&file) {
-                    return Err(cell_diag(&t, &text, row.line, cols.first().map_or(0, |c| c.1), format!(
-                        "row `{}` in {path} line {} has no file {file}",
-                        t.get(row, id_col).trim(),
-                        row.line
-                    ))
+                    return Err(cell_diag(
+                        &t,
+                        &text,
+                        row.line,
+                        cols.first().map_or(0, |c| c.1),
+                        format!(
+                            "row `{}` in {path} line {} has no file {file}",
+                            t.get(row, id_col).trim(),
+                            row.line
+                        ),
+                    )
                     .help(format!("create {file}, or delete the row from {path}")));
                 }
             }
@@ -270,8 +317,14 @@ impl TableStage {
         let mut conds = Vec::new();
         for flt in &self.filters {
             let c = t.column(&flt.column).ok_or_else(|| {
-                cx.diag(format!("`where` of stage `{}` names column `{}`, which {path} does not have", cx.stage.name, flt.column), flt.loc)
-                    .help(format!("its columns are: {}", t.headers.join(", ")))
+                cx.diag(
+                    format!(
+                        "`where` of stage `{}` names column `{}`, which {path} does not have",
+                        cx.stage.name, flt.column
+                    ),
+                    flt.loc,
+                )
+                .help(format!("its columns are: {}", t.headers.join(", ")))
             })?;
             conds.push((c, flt));
         }
@@ -285,12 +338,18 @@ impl TableStage {
                     Cond::Bool(b) => match parse_bool(cell) {
                         Some(x) => x == *b,
                         None => {
-                            return Err(cell_diag(&t, &text, row.line, *c, format!(
-                                "`{}` of row `{}` in {path} line {} is {cell:?}, not a boolean",
-                                flt.column,
-                                t.get(row, id_col).trim(),
-                                row.line
-                            ))
+                            return Err(cell_diag(
+                                &t,
+                                &text,
+                                row.line,
+                                *c,
+                                format!(
+                                    "`{}` of row `{}` in {path} line {} is {cell:?}, not a boolean",
+                                    flt.column,
+                                    t.get(row, id_col).trim(),
+                                    row.line
+                                ),
+                            )
                             .help(format!("write {BOOLEANS}")));
                         }
                     },
@@ -307,8 +366,14 @@ impl TableStage {
                 .iter()
                 .map(|(name, loc)| {
                     t.column(name).map(|c| (name.clone(), c)).ok_or_else(|| {
-                        cx.diag(format!("`columns` of stage `{}` names `{name}`, which {path} does not have", cx.stage.name), *loc)
-                            .help(format!("its columns are: {}", t.headers.join(", ")))
+                        cx.diag(
+                            format!(
+                                "`columns` of stage `{}` names `{name}`, which {path} does not have",
+                                cx.stage.name
+                            ),
+                            *loc,
+                        )
+                        .help(format!("its columns are: {}", t.headers.join(", ")))
                     })
                 })
                 .collect::<Result<_, _>>()?,
@@ -317,7 +382,10 @@ impl TableStage {
             .iter()
             .map(|(_, c)| Column::from_texts(keep.iter().map(|&i| t.get(&t.rows[i], *c))))
             .collect();
-        let ids = keep.iter().map(|&i| Arc::from(t.get(&t.rows[i], id_col).trim())).collect();
+        let ids = keep
+            .iter()
+            .map(|&i| Arc::from(t.get(&t.rows[i], id_col).trim()))
+            .collect();
         let mut rows = Rows::new(names.into_iter().map(|(n, _)| n).collect(), columns, ids);
         rows.origin = Some((path.clone(), keep.iter().map(|&i| t.rows[i].line).collect()));
         let summary = if self.filters.is_empty() {
@@ -392,7 +460,18 @@ mod tests {
         for ok in ["gemini_2.5_flash", "qwen3-235b-a22b", "creative-synthesis-v6", "_x"] {
             assert!(valid_id(ok), "{ok}");
         }
-        for bad in ["", ".", "..", "a/b", "x/../../y", "a\nb", "-x", &"a".repeat(129), "a:b", "a b"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "x/../../y",
+            "a\nb",
+            "-x",
+            &"a".repeat(129),
+            "a:b",
+            "a b",
+        ] {
             assert!(!valid_id(bad), "{bad:?}");
         }
     }
