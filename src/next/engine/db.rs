@@ -163,7 +163,7 @@ pub fn pipeline(db: &dyn Db, project: ProjectInput) -> Result<Arc<Pipeline>, Dia
     spec::parse(db.registry(), &exists, PIPELINE_FILE, &source).map(Arc::new)
 }
 
-fn stage_cx<'db>(db: &'db dyn Db, project: ProjectInput, name: &str) -> Result<(Arc<Pipeline>, usize), Diag> {
+fn stage_cx(db: &dyn Db, project: ProjectInput, name: &str) -> Result<(Arc<Pipeline>, usize), Diag> {
     let p = pipeline(db, project).clone()?;
     let i = p
         .index(name)

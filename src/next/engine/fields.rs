@@ -371,16 +371,6 @@ impl<'a> Fields<'a> {
         Ok(self.path(name, DeclKind::Dir, true)?.expect("required"))
     }
 
-    pub fn output(&mut self, name: &'static str) -> Result<Decl, Diag> {
-        Ok(self.path(name, DeclKind::File, false)?.map_or_else(
-            || Err(self.node(name).expect_err("absent")),
-            |mut d| {
-                d.what = DeclKind::File;
-                Ok(d)
-            },
-        )?)
-    }
-
     /// An output file (not an input: existence is not required).
     pub fn output_file(&mut self, name: &'static str) -> Result<Decl, Diag> {
         let n = self.node(name)?;

@@ -90,7 +90,7 @@ pub fn parse(cx: &SpecCx, e: &Entry) -> Result<Provider, Diag> {
         }
     };
     let base_url = text("base_url")?.unwrap_or_default();
-    if !local && !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+    if !(local || base_url.starts_with("http://") || base_url.starts_with("https://")) {
         return Err(cx
             .diag(
                 format!("provider `{name}` needs a `base_url` starting with http:// or https://"),

@@ -8,10 +8,13 @@ pub mod collect;
 pub mod combinations;
 pub mod concepts;
 pub mod cross;
+pub mod ledgers;
 pub mod llm;
 pub mod lookup;
 pub mod parse;
 pub mod prompt;
+pub mod report;
+pub mod summaries;
 pub mod table;
 
 pub fn registry() -> &'static Registry {
@@ -26,6 +29,9 @@ pub fn registry() -> &'static Registry {
             &collect::CollectKind,
             &concepts::ConceptsKind,
             &combinations::CombinationsKind,
+            &summaries::SummariesKind,
+            &ledgers::LedgersKind,
+            &report::ReportKind,
         ],
     })
 }

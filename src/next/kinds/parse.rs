@@ -218,6 +218,9 @@ impl Parser {
     }
 }
 
+/// Where a looked-up cell came from: its file and line.
+type Place = Option<(String, u32)>;
+
 /// What `plan` keeps: each artifact's parser and input.
 struct Parses {
     items: Vec<(Parser, Hash)>,
@@ -243,7 +246,7 @@ impl ParseStage {
                 &|m, at| cx.diag(format!("stage `{}`: {m}", cx.stage.name), at),
             )
         };
-        let per_row = |c: &Choice, r: usize, b: Option<&Bound>| -> Result<(String, Option<(String, u32)>, Loc), Diag> {
+        let per_row = |c: &Choice, r: usize, b: Option<&Bound>| -> Result<(String, Place, Loc), Diag> {
             match (c, b) {
                 (Choice::Fixed(s, loc), _) => Ok((s.clone(), None, *loc)),
                 (Choice::PerRow(l), Some(b)) => {
@@ -290,7 +293,7 @@ impl ParseStage {
                 None => (String::new(), None, loc),
                 Some(c) => per_row(c, r, rb.as_ref())?,
             };
-            let at = |what: String, place: &Option<(String, u32)>, l: Loc| -> Diag {
+            let at = |what: String, place: &Place, l: Loc| -> Diag {
                 match place {
                     Some((f, line)) => {
                         Diag::new(format!("{what} ({f} line {line}, read by stage `{}`)", cx.stage.name))

@@ -132,6 +132,9 @@ struct PromptPlan {
     keys: Vec<Hash>,
 }
 
+/// How a stage reaches the value and the stage of another stage.
+type Upstream<'a> = &'a dyn Fn(&str) -> Result<(Value, Arc<dyn Stage>), Diag>;
+
 /// What `plan` keeps for `compute` and `manifest`.
 struct Planning {
     rows: Arc<Rows>,
@@ -217,12 +220,7 @@ impl PromptStage {
     }
 
     /// The lookups bound to the rows they read, given a way to reach other stages.
-    fn bind(
-        &self,
-        rows: &Rows,
-        get: &dyn Fn(&str) -> Result<(Value, Arc<dyn Stage>), Diag>,
-        diag: &dyn Fn(String, Loc) -> Diag,
-    ) -> Result<Vec<Bound>, Diag> {
+    fn bind(&self, rows: &Rows, get: Upstream, diag: &dyn Fn(String, Loc) -> Diag) -> Result<Vec<Bound>, Diag> {
         self.context
             .iter()
             .map(|(_, l)| {
