@@ -314,6 +314,11 @@ fn parse_stage(registry: &Registry, cx: &SpecCx, e: &Entry) -> Result<StageSpec,
     })
 }
 
+/// Whether a stage offers a shape: as it declares, and any stage that writes files offers them.
+fn offers(s: &dyn Stage, shape: Shape) -> bool {
+    s.offers().contains(&shape) || (shape == Shape::Files && !s.outputs().is_empty())
+}
+
 /// References name declared stages of the right shape, without a cycle; returns the stages in
 /// dependency order with `dynamic` set.
 fn check_refs(cx: &SpecCx, declared: Vec<StageSpec>) -> Result<Vec<StageSpec>, Diag> {
@@ -321,7 +326,7 @@ fn check_refs(cx: &SpecCx, declared: Vec<StageSpec>) -> Result<Vec<StageSpec>, D
     let offering = |shape: Shape| -> Vec<&str> {
         declared
             .iter()
-            .filter(|s| s.stage.offers().contains(&shape))
+            .filter(|s| offers(&*s.stage, shape))
             .map(|s| s.name.as_str())
             .collect()
     };
@@ -343,7 +348,7 @@ fn check_refs(cx: &SpecCx, declared: Vec<StageSpec>) -> Result<Vec<StageSpec>, D
                 });
             };
             let target = &declared[t];
-            if !target.stage.offers().contains(&r.needs) {
+            if !offers(&*target.stage, r.needs) {
                 let fit = offering(r.needs);
                 let d = cx.diag(
                     format!(

@@ -5,6 +5,7 @@
 use crate::next::engine::spec::Registry;
 
 pub mod collect;
+pub mod command;
 pub mod combinations;
 pub mod concepts;
 pub mod cross;
@@ -27,6 +28,7 @@ pub fn registry() -> &'static Registry {
             &llm::LlmKind,
             &parse::ParseKind,
             &collect::CollectKind,
+            &command::CommandKind,
             &concepts::ConceptsKind,
             &combinations::CombinationsKind,
             &summaries::SummariesKind,
