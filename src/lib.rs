@@ -19,6 +19,7 @@ pub mod llmstage;
 pub mod local;
 pub mod models;
 pub mod parsing;
+pub mod paths;
 pub mod progress;
 pub mod prompt;
 pub mod pyfmt;
