@@ -122,19 +122,25 @@ fn read(inside: &Inside, root: &Path, rel: &str) -> Result<Option<String>, crate
     Ok(crate::text::read_text(&root.join(rel)).with_context(|| format!("reading {rel}"))?)
 }
 
-/// A task table, its ids (column `id`) each checked against the id grammar: they name the
-/// response files read.
-fn read_tasks(inside: &Inside, root: &Path, rel: &str, what: &str, id: &str) -> Result<Table, crate::engine::RunError> {
+/// A task table and the index of each of its `columns`; the task ids (the first column) are
+/// checked against the id grammar: they name the response files read.
+fn read_tasks(
+    inside: &Inside,
+    root: &Path,
+    rel: &str,
+    what: &str,
+    columns: &[&str],
+) -> Result<(Table, Vec<usize>), crate::engine::RunError> {
     let text = read(inside, root, rel)?.ok_or_else(|| {
         Diag::new(format!("{what} {rel} does not exist"))
             .help("rebuild-results reads the task tables a run wrote; run `daydream run` first, or point -C at a project or data directory that has them")
     })?;
     let t = Table::parse(rel, &text)?;
-    let col = t.require(id)?;
+    let cols: Vec<usize> = columns.iter().map(|c| t.require(c)).collect::<Result<_, _>>()?;
     for row in &t.rows {
-        t.id_within(&text, row, col, crate::table::TASK_ID_MAX)?;
+        t.id_within(&text, row, cols[0], crate::table::TASK_ID_MAX)?;
     }
-    Ok(t)
+    Ok((t, cols))
 }
 
 fn columns<'a>(t: &'a Table, row: &'a crate::table::Row, cols: &[usize]) -> Vec<&'a str> {
@@ -204,17 +210,13 @@ pub fn rebuild(root: &Path) -> Result<Report, crate::engine::RunError> {
     };
 
     // task tables, joined through their ids
-    let gt = read_tasks(
+    let (gt, gcols) = read_tasks(
         &inside,
         root,
         &layout.generation_tasks,
         "the generation task table",
-        crate::tasks::GENERATION_COLUMNS[0],
+        crate::tasks::GENERATION_COLUMNS,
     )?;
-    let gcols: Vec<usize> = crate::tasks::GENERATION_COLUMNS
-        .iter()
-        .map(|c| gt.require(c))
-        .collect::<Result<_, _>>()?;
     let mut gens: Vec<GenIds> = Vec::new();
     for row in &gt.rows {
         let v = columns(&gt, row, &gcols);
@@ -227,17 +229,13 @@ pub fn rebuild(root: &Path) -> Result<Report, crate::engine::RunError> {
         });
     }
     let gen_by_id: HashMap<&str, &GenIds> = gens.iter().map(|g| (g.task.as_str(), g)).collect();
-    let et = read_tasks(
+    let (et, ecols) = read_tasks(
         &inside,
         root,
         &layout.evaluation_tasks,
         "the evaluation task table",
-        crate::tasks::EVALUATION_COLUMNS[0],
+        crate::tasks::EVALUATION_COLUMNS,
     )?;
-    let ecols: Vec<usize> = crate::tasks::EVALUATION_COLUMNS
-        .iter()
-        .map(|c| et.require(c))
-        .collect::<Result<_, _>>()?;
 
     // parsed scores, one row per evaluation task (and replicate)
     let n = layout.evaluation_replicates;

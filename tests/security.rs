@@ -40,6 +40,17 @@ fn beside(s: &Space) -> (tempfile::TempDir, String) {
     (outside, name)
 }
 
+/// Replaces the file or directory `rel` of the project by a symbolic link to `to`.
+fn link(s: &Space, rel: &str, to: &Path) {
+    let p = s.path(rel);
+    if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+        std::fs::remove_dir_all(&p).unwrap();
+    } else {
+        std::fs::remove_file(&p).unwrap();
+    }
+    std::os::unix::fs::symlink(to, &p).unwrap();
+}
+
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap()
 }
@@ -348,10 +359,7 @@ fn an_output_directory_linked_out_of_the_project_is_refused_not_followed() {
     let (outside, _) = beside(&s);
     let err = refused(
         &s,
-        |s| {
-            std::fs::remove_dir_all(s.path("data/3_generation/generation_prompts")).unwrap();
-            std::os::unix::fs::symlink(outside.path(), s.path("data/3_generation/generation_prompts")).unwrap();
-        },
+        |s| link(s, "data/3_generation/generation_prompts", outside.path()),
         &[
             "`output: data/3_generation/generation_prompts/{id}.txt` of stage `generation_prompt`",
             "data/3_generation/generation_prompts leads to",
@@ -366,9 +374,8 @@ fn an_output_directory_linked_out_of_the_project_is_refused_not_followed() {
         "nothing written there"
     );
     // a link that stays inside the project is followed
-    std::fs::remove_file(s.path("data/3_generation/generation_prompts")).unwrap();
     std::fs::create_dir_all(s.path("data/prompts-real")).unwrap();
-    std::os::unix::fs::symlink("../prompts-real", s.path("data/3_generation/generation_prompts")).unwrap();
+    link(&s, "data/3_generation/generation_prompts", Path::new("../prompts-real"));
     s.ok(&["run"]);
     assert_eq!(std::fs::read_dir(s.path("data/prompts-real")).unwrap().count(), 25);
 }
@@ -386,10 +393,7 @@ fn a_single_output_file_linked_out_of_the_project_is_refused() {
     .unwrap();
     refused(
         &s,
-        |s| {
-            std::fs::remove_file(s.path("data/combo_mappings.csv")).unwrap();
-            std::os::unix::fs::symlink(&victim, s.path("data/combo_mappings.csv")).unwrap();
-        },
+        |s| link(s, "data/combo_mappings.csv", &victim),
         &[
             "`registry: data/combo_mappings.csv`",
             "outside the project, through a symbolic link",
@@ -411,10 +415,7 @@ fn a_descriptions_directory_linked_out_of_the_project_is_never_read() {
     }
     let err = refused(
         &s,
-        |s| {
-            std::fs::remove_dir_all(s.path("data/1_raw/concepts/descriptions-paragraph")).unwrap();
-            std::os::unix::fs::symlink(outside.path(), s.path("data/1_raw/concepts/descriptions-paragraph")).unwrap();
-        },
+        |s| link(s, "data/1_raw/concepts/descriptions-paragraph", outside.path()),
         &[
             "cannot read data/1_raw/concepts/descriptions-paragraph/",
             "data/1_raw/concepts/descriptions-paragraph leads to",
@@ -433,10 +434,7 @@ fn a_description_file_linked_out_of_the_project_is_never_read() {
     let file = "data/1_raw/concepts/descriptions-paragraph/economic-moat.txt";
     refused(
         &s,
-        |s| {
-            std::fs::remove_file(s.path(file)).unwrap();
-            std::os::unix::fs::symlink(&secret, s.path(file)).unwrap();
-        },
+        |s| link(s, file, &secret),
         &[&format!("{file} leads to"), "outside the project"],
     );
 }
