@@ -149,6 +149,7 @@ fn ids_with_a_newline_a_nul_or_300_characters_are_refused_before_the_task_tables
         ),
         (".", &["invalid id \".\": it starts with `.`"][..]),
         ("a b", &["a space is not allowed"][..]),
+        ("/tmp/victim", &["invalid id \"/tmp/victim\": `/` is not allowed"][..]),
     ] {
         let s = Space::shipped();
         refused(
