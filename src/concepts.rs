@@ -59,11 +59,11 @@ pub fn load(
     let id_col = table.require("concept_id")?;
     let name_col = table.require("name")?;
     // Without an `active` column every concept is active (the seed's backward compatibility).
-    let active = table.column("active").map(|c| table.bool_column(c));
+    let active_col = table.column("active");
     let mut concepts: Vec<Concept> = Vec::new();
     let mut seen = std::collections::HashMap::new();
-    for (i, row) in table.rows.iter().enumerate() {
-        let id = table.non_empty(row, id_col)?;
+    for row in &table.rows {
+        let id = table.id(metadata, row, id_col)?;
         if let Some(first) = seen.insert(id.to_owned(), row.line) {
             return Err(Diag::new(format!(
                 "duplicate concept_id `{id}` in {metadata_path} line {} (first at line {first})",
@@ -73,7 +73,9 @@ pub fn load(
             .at(Some(metadata), row.line, 1)
             .help("concept ids must be unique"));
         }
-        if active.as_ref().is_some_and(|a| !a[i]) {
+        if let Some(c) = active_col
+            && !table.bool_cell(metadata, row, c)?
+        {
             continue;
         }
         let name = table.get(row, name_col).to_owned();
@@ -158,12 +160,17 @@ mod tests {
         let ids: Vec<_> = got.concepts.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(ids, ["a", "c"]);
         assert_eq!(got.total, 4);
-        // pandas types a column with a stray word as text: then nothing equals True
-        let mixed = load("m.csv", "concept_id,name,active\na,A,True\nb,B,yes\n", "d", |_| {
+        // a stray word is an error of its cell, not (as pandas typed the column) every row inactive
+        let yes = load("m.csv", "concept_id,name,active\na,A,True\nb,B,yes\n", "d", |_| {
             Ok(None)
         })
         .unwrap();
-        assert!(mixed.concepts.is_empty());
+        assert_eq!(yes.concepts.len(), 2);
+        let e = load("m.csv", "concept_id,name,active\na,A,True\nb,B,maybe\n", "d", |_| {
+            Ok(None)
+        })
+        .unwrap_err();
+        assert_eq!((e.file.as_deref(), e.line, e.column), (Some("m.csv"), Some(3), Some(5)));
         let all = load("m.csv", "concept_id,name\na,A\nb,B\n", "d", |_| Ok(None)).unwrap();
         assert_eq!(all.concepts.len(), 2);
     }

@@ -58,6 +58,7 @@ pub trait Db: salsa::Database {
 pub struct Database {
     storage: salsa::Storage<Self>,
     root: Arc<PathBuf>,
+    inside: Arc<crate::fsutil::Inside>,
     files: Arc<Mutex<HashMap<String, SourceFile>>>,
     executed: Arc<Mutex<Vec<String>>>,
 }
@@ -71,14 +72,19 @@ impl Db for Database {
         if let Some(f) = self.files.lock().expect("file map lock").get(rel) {
             return *f;
         }
-        let (exists, text) = read_source(&self.root, rel);
+        let (exists, text) = read_source(&self.inside, &self.root, rel);
         let f = SourceFile::new(self, rel.to_owned(), exists, text);
         self.files.lock().expect("file map lock").insert(rel.to_owned(), f);
         f
     }
 }
 
-fn read_source(root: &Path, rel: &str) -> (bool, Result<Option<Arc<str>>, String>) {
+/// A project file's text. One reached through a link out of the project is refused (an error
+/// whenever it is used), not read.
+fn read_source(inside: &crate::fsutil::Inside, root: &Path, rel: &str) -> (bool, Result<Option<Arc<str>>, String>) {
+    if let Err(e) = inside.file(rel) {
+        return (true, Err(e));
+    }
     match text::read_text(&root.join(rel)) {
         Ok(Some(s)) => (true, Ok(Some(Arc::from(s)))),
         Ok(None) => (false, Ok(None)),
@@ -98,6 +104,7 @@ impl Database {
         Database {
             storage,
             root: Arc::new(root.to_path_buf()),
+            inside: Arc::new(crate::fsutil::Inside::new(root)),
             files: Arc::default(),
             executed,
         }
@@ -112,7 +119,8 @@ impl Database {
         let Some(f) = self.files.lock().expect("file map lock").get(rel).copied() else {
             return false;
         };
-        let (exists, text) = read_source(&self.root, rel);
+        self.inside.forget();
+        let (exists, text) = read_source(&self.inside, &self.root, rel);
         let mut changed = false;
         if f.exists(self) != exists {
             f.set_exists(self).to(exists);
@@ -123,6 +131,11 @@ impl Database {
             changed = true;
         }
         changed
+    }
+
+    /// What keeps the project's reads and writes inside it.
+    pub fn inside(&self) -> &crate::fsutil::Inside {
+        &self.inside
     }
 
     /// The files read so far, relative to the root.
@@ -273,13 +286,13 @@ pub fn stage_value<'db>(db: &'db dyn Db, project: ProjectInput, name: StageName<
             let combos = upstream!(db, project, stage, "combinations", Combos);
             let models = upstream!(db, project, stage, "models", Models);
             let templates = upstream!(db, project, stage, "templates", Templates);
-            StageValue::GenTasks(Arc::new(tasks::generation(combos, templates, models)))
+            StageValue::GenTasks(Arc::new(tasks::generation(combos, templates, models)?))
         }
         Kind::EvaluationTasks => {
             let generation = upstream!(db, project, stage, "generation_tasks", GenTasks);
             let models = upstream!(db, project, stage, "models", Models);
             let templates = upstream!(db, project, stage, "templates", Templates);
-            StageValue::EvalTasks(Arc::new(tasks::evaluation(generation, templates, models)))
+            StageValue::EvalTasks(Arc::new(tasks::evaluation(generation, templates, models)?))
         }
         Kind::GenerationPrompt => {
             let tasks = upstream!(db, project, stage, "tasks", GenTasks);

@@ -14,6 +14,8 @@ pub struct Diag {
     pub column: Option<u32>,
     /// The text of the offending line, shown under the location.
     pub snippet: Option<String>,
+    /// Characters underlined from the column (default: up to the next whitespace).
+    pub width: Option<u32>,
     pub help: Option<String>,
 }
 
@@ -25,6 +27,7 @@ impl Diag {
             line: None,
             column: None,
             snippet: None,
+            width: None,
             help: None,
         }
     }
@@ -41,6 +44,12 @@ impl Diag {
         self.snippet = source
             .and_then(|s| s.lines().nth(line.saturating_sub(1) as usize))
             .map(str::to_owned);
+        self
+    }
+
+    /// Underlines `width` characters from the column (a CSV cell, which ends at a comma).
+    pub fn width(mut self, width: u32) -> Diag {
+        self.width = Some(width);
         self
     }
 
@@ -69,11 +78,16 @@ impl fmt::Display for Diag {
                     .take(col.saturating_sub(1) as usize)
                     .map(|c| if c == '\t' { '\t' } else { ' ' })
                     .collect();
-                let token = snippet
-                    .chars()
-                    .skip(col.saturating_sub(1) as usize)
-                    .take_while(|c| !c.is_whitespace())
-                    .count();
+                let token = self.width.map_or_else(
+                    || {
+                        snippet
+                            .chars()
+                            .skip(col.saturating_sub(1) as usize)
+                            .take_while(|c| !c.is_whitespace())
+                            .count()
+                    },
+                    |w| w as usize,
+                );
                 write!(f, "\n{:width$} | {pad}{}", "", "^".repeat(token.max(1)))?;
             }
         }

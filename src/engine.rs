@@ -86,6 +86,7 @@ impl Project {
     /// Plans the named stages (all when empty) and what they read.
     pub fn plan(&self, targets: &[String]) -> Result<Plan, Diag> {
         let p = self.pipeline()?;
+        crate::paths::check_on_disk(&p, self.db.inside())?;
         let order = p.closure(if targets.is_empty() { &[] } else { targets })?;
         let order: Vec<usize> = if targets.is_empty() {
             (0..p.stages.len()).collect()

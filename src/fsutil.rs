@@ -306,6 +306,122 @@ fn fstatat(dir: &std::os::fd::OwnedFd, name: &str) -> Option<Stat> {
     })
 }
 
+/// Keeps what daydream reads and writes for a project inside it once symbolic links are resolved:
+/// a path through a link that leads out of the project, or into its `.daydream/`, is refused
+/// rather than followed. Paths are relative to the project root, without `..` (pipeline.yaml's
+/// paths and the ids are checked for that when read); this is the check on the disk. A directory
+/// is resolved once, not each file in it.
+pub struct Inside {
+    root: PathBuf,
+    real_root: PathBuf,
+    known: std::sync::Mutex<std::collections::HashMap<String, Result<(), String>>>,
+}
+
+impl Inside {
+    pub fn new(root: &Path) -> Inside {
+        Inside {
+            root: root.to_path_buf(),
+            real_root: fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf()),
+            known: Default::default(),
+        }
+    }
+
+    /// A directory daydream reads from or writes into (it may not exist yet), or a file: the
+    /// deepest part of it that exists, resolved, must be in the project and not in `.daydream/`.
+    pub fn dir(&self, rel: &str) -> Result<(), String> {
+        if rel.starts_with('/') || rel.split('/').any(|c| c == "..") {
+            return Err(format!("{rel} is not a path inside the project"));
+        }
+        let mut p = self.root.join(rel);
+        loop {
+            match fs::canonicalize(&p) {
+                Ok(real) => return self.within(rel, &real),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if let Ok(to) = fs::read_link(&p) {
+                        return Err(format!(
+                            "{} is a link to {}, which does not exist; daydream does not follow links",
+                            shown_rel(&self.root, &p),
+                            to.display()
+                        ));
+                    }
+                    match p.parent() {
+                        Some(parent) if p != self.root => p = parent.to_path_buf(),
+                        _ => return Ok(()),
+                    }
+                }
+                Err(e) => return Err(format!("cannot resolve {}: {e}", shown_rel(&self.root, &p))),
+            }
+        }
+    }
+
+    /// `dir`, remembered: each directory is resolved once for the life of the value (or until
+    /// [`Inside::forget`]).
+    pub fn dir_cached(&self, rel: &str) -> Result<(), String> {
+        if let Some(r) = self.known.lock().expect("inside lock").get(rel) {
+            return r.clone();
+        }
+        let r = self.dir(rel);
+        self.known
+            .lock()
+            .expect("inside lock")
+            .insert(rel.to_owned(), r.clone());
+        r
+    }
+
+    /// A file daydream reads: its directory (remembered), and the file itself when it is a link.
+    pub fn file(&self, rel: &str) -> Result<(), String> {
+        self.dir_cached(parent(rel))?;
+        self.link(rel)
+    }
+
+    /// An output of a run: its directory, resolved now (a run checks each output directory once,
+    /// not each file), and, for a single file (not an `{id}` pattern), the file itself when it is
+    /// a link (the registry and the ledgers are read before they are rewritten).
+    pub fn output(&self, rel: &str, pattern: bool) -> Result<(), String> {
+        self.dir(parent(rel))?;
+        if pattern { Ok(()) } else { self.link(rel) }
+    }
+
+    fn link(&self, rel: &str) -> Result<(), String> {
+        match fs::symlink_metadata(self.root.join(rel)) {
+            Ok(m) if m.file_type().is_symlink() => self.dir(rel),
+            _ => Ok(()),
+        }
+    }
+
+    /// Forgets the directories resolved so far (a watch session, after a change on disk).
+    pub fn forget(&self) {
+        self.known.lock().expect("inside lock").clear();
+    }
+
+    fn within(&self, rel: &str, real: &Path) -> Result<(), String> {
+        let state = self.real_root.join(crate::engine::STATE_DIR);
+        if !real.starts_with(&self.real_root) {
+            Err(format!(
+                "{rel} leads to {}, outside the project, through a symbolic link; daydream does not \
+                 follow links out of the project (replace the link by a directory, or copy what it points to \
+                 into the project)",
+                real.display()
+            ))
+        } else if real.starts_with(&state) {
+            Err(format!(
+                "{rel} leads into {}/ through a symbolic link, where daydream keeps its store",
+                crate::engine::STATE_DIR
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn parent(rel: &str) -> &str {
+    rel.rsplit_once('/').map_or(".", |(d, _)| d)
+}
+
+fn shown_rel(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root).unwrap_or(p).display().to_string()
+}
+
 /// An exclusive lock on the project, held for the life of the value.
 pub struct ProjectLock {
     _file: File,

@@ -20,6 +20,7 @@ pub mod local;
 pub mod models;
 pub mod next;
 pub mod parsing;
+pub mod paths;
 pub mod progress;
 pub mod prompt;
 pub mod pyfmt;

@@ -59,18 +59,27 @@ pub fn load(path: &str, text: &str) -> Result<Models, Diag> {
         t.require("for_generation")?,
         t.require("for_evaluation")?,
     );
-    let (gen_flags, eval_flags) = (t.bool_column(fg), t.bool_column(fe));
     let (pin, pout) = (t.column("input_usd_per_mtok"), t.column("output_usd_per_mtok"));
     let mut models: Vec<Model> = Vec::new();
-    for (i, row) in t.rows.iter().enumerate() {
-        let m = Model {
-            id: t.non_empty(row, id)?.to_owned(),
+    for row in &t.rows {
+        let mut m = Model {
+            id: t.id(text, row, id)?.to_owned(),
             model: t.get(row, model).trim().to_owned(),
-            for_generation: gen_flags[i],
-            for_evaluation: eval_flags[i],
+            for_generation: t.bool_cell(text, row, fg)?,
+            for_evaluation: t.bool_cell(text, row, fe)?,
             price: None,
         };
-        let mut m = m;
+        // the provider's name (`deepseek/deepseek-r1:free`) is never a path, only sent to the API
+        if m.model.contains(char::is_control) {
+            return Err(t
+                .cell_diag(
+                    text,
+                    row,
+                    model,
+                    format_args!("model name {} holds a control character", crate::table::shown(&m.model)),
+                )
+                .help("write the provider's model name on one line, e.g. google/gemini-2.5-flash"));
+        }
         if let (Some(pi), Some(po)) = (pin, pout) {
             let parse = |c: usize| -> Result<Option<f64>, Diag> {
                 let v = t.get(row, c).trim();

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 
 use crate::calls::CallRecord;
 use crate::diag::Diag;
+use crate::fsutil::Inside;
 use crate::parsing::{ScoreRange, ScoreStrategy, parse_score};
 use crate::results::{self, EvalIds, Facts, GenIds};
 use crate::spec::{Kind, Pipeline};
@@ -107,14 +108,39 @@ pub struct Report {
     pub written: Vec<String>,
 }
 
-fn read_table(root: &Path, rel: &str, what: &str) -> Result<Table, crate::engine::RunError> {
-    let text = crate::text::read_text(&root.join(rel))
-        .with_context(|| format!("reading {rel}"))?
-        .ok_or_else(|| {
-            Diag::new(format!("{what} {rel} does not exist"))
-                .help("rebuild-results reads the task tables a run wrote; run `daydream run` first, or point -C at a project or data directory that has them")
-        })?;
-    Ok(Table::parse(rel, &text)?)
+/// A link out of the project on the way to `rel`, as a configuration error.
+fn outside(rel: &str, why: String) -> crate::engine::RunError {
+    Diag::new(why)
+        .in_file(rel)
+        .help("rebuild-results reads and writes only inside the project (or the -C directory)")
+        .into()
+}
+
+/// A file's text, `None` when it does not exist; never through a link out of the project.
+fn read(inside: &Inside, root: &Path, rel: &str) -> Result<Option<String>, crate::engine::RunError> {
+    inside.file(rel).map_err(|why| outside(rel, why))?;
+    Ok(crate::text::read_text(&root.join(rel)).with_context(|| format!("reading {rel}"))?)
+}
+
+/// A task table and the index of each of its `columns`; the task ids (the first column) are
+/// checked against the id grammar: they name the response files read.
+fn read_tasks(
+    inside: &Inside,
+    root: &Path,
+    rel: &str,
+    what: &str,
+    columns: &[&str],
+) -> Result<(Table, Vec<usize>), crate::engine::RunError> {
+    let text = read(inside, root, rel)?.ok_or_else(|| {
+        Diag::new(format!("{what} {rel} does not exist"))
+            .help("rebuild-results reads the task tables a run wrote; run `daydream run` first, or point -C at a project or data directory that has them")
+    })?;
+    let t = Table::parse(rel, &text)?;
+    let cols: Vec<usize> = columns.iter().map(|c| t.require(c)).collect::<Result<_, _>>()?;
+    for row in &t.rows {
+        t.id_within(&text, row, cols[0], crate::table::TASK_ID_MAX)?;
+    }
+    Ok((t, cols))
 }
 
 fn columns<'a>(t: &'a Table, row: &'a crate::table::Row, cols: &[usize]) -> Vec<&'a str> {
@@ -122,8 +148,11 @@ fn columns<'a>(t: &'a Table, row: &'a crate::table::Row, cols: &[usize]) -> Vec<
 }
 
 /// What the disk tells of one response: it exists, its size, and its sidecar if there is one.
-fn disk_facts(root: &Path, rel: &str) -> Facts {
+fn disk_facts(inside: &Inside, root: &Path, rel: &str) -> Facts {
     let path = root.join(rel);
+    if inside.file(rel).is_err() {
+        return Facts::default();
+    }
     let Ok(meta) = std::fs::metadata(&path) else {
         return Facts::default();
     };
@@ -159,11 +188,10 @@ pub fn rebuild(root: &Path) -> Result<Report, crate::engine::RunError> {
         Layout::seed()
     };
     let mut report = Report::default();
+    let inside = Inside::new(root);
 
     // templates: parser and score range per evaluation template
-    let templates = match crate::text::read_text(&root.join(&layout.evaluation_templates))
-        .with_context(|| format!("reading {}", layout.evaluation_templates))?
-    {
+    let templates = match read(&inside, root, &layout.evaluation_templates)? {
         Some(text) => crate::templates::load(&layout.evaluation_templates, &text, "", |_| true)?,
         None => Templates {
             csv_path: layout.evaluation_templates.clone(),
@@ -182,11 +210,13 @@ pub fn rebuild(root: &Path) -> Result<Report, crate::engine::RunError> {
     };
 
     // task tables, joined through their ids
-    let gt = read_table(root, &layout.generation_tasks, "the generation task table")?;
-    let gcols: Vec<usize> = crate::tasks::GENERATION_COLUMNS
-        .iter()
-        .map(|c| gt.require(c))
-        .collect::<Result<_, _>>()?;
+    let (gt, gcols) = read_tasks(
+        &inside,
+        root,
+        &layout.generation_tasks,
+        "the generation task table",
+        crate::tasks::GENERATION_COLUMNS,
+    )?;
     let mut gens: Vec<GenIds> = Vec::new();
     for row in &gt.rows {
         let v = columns(&gt, row, &gcols);
@@ -199,11 +229,13 @@ pub fn rebuild(root: &Path) -> Result<Report, crate::engine::RunError> {
         });
     }
     let gen_by_id: HashMap<&str, &GenIds> = gens.iter().map(|g| (g.task.as_str(), g)).collect();
-    let et = read_table(root, &layout.evaluation_tasks, "the evaluation task table")?;
-    let ecols: Vec<usize> = crate::tasks::EVALUATION_COLUMNS
-        .iter()
-        .map(|c| et.require(c))
-        .collect::<Result<_, _>>()?;
+    let (et, ecols) = read_tasks(
+        &inside,
+        root,
+        &layout.evaluation_tasks,
+        "the evaluation task table",
+        crate::tasks::EVALUATION_COLUMNS,
+    )?;
 
     // parsed scores, one row per evaluation task (and replicate)
     let n = layout.evaluation_replicates;
@@ -219,7 +251,7 @@ pub fn rebuild(root: &Path) -> Result<Report, crate::engine::RunError> {
             let task = crate::llmstage::replicate_id(v[0], r, n);
             let rel = layout.evaluation_responses.replace("{id}", &task);
             report.evaluation_tasks += 1;
-            let text = crate::text::read_text(&root.join(&rel)).with_context(|| format!("reading {rel}"))?;
+            let text = read(&inside, root, &rel)?;
             let (score, error) = match &text {
                 None => {
                     report.missing += 1;
@@ -250,7 +282,7 @@ pub fn rebuild(root: &Path) -> Result<Report, crate::engine::RunError> {
                 evaluation_response_path: rel.clone(),
             });
             let facts = if text.is_some() {
-                disk_facts(root, &rel)
+                disk_facts(&inside, root, &rel)
             } else {
                 Facts::default()
             };
@@ -274,7 +306,7 @@ pub fn rebuild(root: &Path) -> Result<Report, crate::engine::RunError> {
         for r in 1..=gn {
             let task = crate::llmstage::replicate_id(&g.task, r, gn);
             let rel = layout.generation_responses.replace("{id}", &task);
-            let facts = disk_facts(root, &rel);
+            let facts = disk_facts(&inside, root, &rel);
             report.generation_responses += usize::from(!facts.status.is_empty());
             gen_facts.push((GenIds { task, ..g.clone() }, rel, facts));
         }
@@ -291,17 +323,17 @@ pub fn rebuild(root: &Path) -> Result<Report, crate::engine::RunError> {
     let any_active = templates.active().next().is_some();
     let tables = results::summary_tables(&scores, &perfect, any_active, &layout.generation_responses);
     outputs.extend(layout.summaries.iter().cloned().zip(tables));
-    let read = |rel: &str| -> Result<Option<String>> {
-        crate::text::read_text(&root.join(rel)).with_context(|| format!("reading {rel}"))
-    };
     let old = [
-        read(&layout.cross[0])?,
-        read(&layout.cross[1])?,
-        read(&layout.cross[2])?,
+        read(&inside, root, &layout.cross[0])?,
+        read(&inside, root, &layout.cross[1])?,
+        read(&inside, root, &layout.cross[2])?,
     ];
     let cross = results::ledgers([&old[0], &old[1], &old[2]], &gen_facts, &evals, &scores)?;
     outputs.extend(layout.cross.iter().cloned().zip(cross));
 
+    for (rel, _) in &outputs {
+        inside.output(rel, false).map_err(|why| outside(rel, why))?;
+    }
     for (rel, text) in outputs {
         let path = root.join(&rel);
         let dir = path.parent().unwrap_or(root).to_path_buf();

@@ -1171,37 +1171,44 @@ fn eval_ledger_row(ids: &EvalIds, path: &str, f: &Facts) -> Vec<String> {
     row
 }
 
-/// Merges rows into a ledger: rows of the same id (first column) replace the old ones in place,
-/// new ids are appended, and rows of other experiments are kept. Columns an old file lacks are
-/// empty, columns we do not know are dropped.
-pub fn merge_ledger(existing: Option<&str>, columns: &[&str], rows: Vec<Vec<String>>) -> Result<String> {
-    let mut order: Vec<String> = Vec::new();
-    let mut by_id: HashMap<String, Vec<String>> = HashMap::new();
+/// Merges rows into a ledger: a row replaces, in place, the old row of the same identity (its
+/// `key` column: one row per response), rows of new identities are appended, and rows of other
+/// experiments are kept. An old row without a value in `key` (a file of another tool) is kept
+/// as it is, never merged. Columns an old file lacks are empty, columns we do not know are
+/// dropped.
+pub fn merge_ledger(existing: Option<&str>, columns: &[&str], key: &str, rows: Vec<Vec<String>>) -> Result<String> {
+    let k = columns
+        .iter()
+        .position(|c| *c == key)
+        .expect("the key is a ledger column");
+    let mut order: Vec<Vec<String>> = Vec::new();
+    let mut by_id: HashMap<String, usize> = HashMap::new();
+    let mut put = |row: Vec<String>| {
+        if row[k].is_empty() {
+            order.push(row);
+        } else if let Some(&i) = by_id.get(&row[k]) {
+            order[i] = row;
+        } else {
+            by_id.insert(row[k].clone(), order.len());
+            order.push(row);
+        }
+    };
     if let Some(text) = existing.filter(|t| !t.trim().is_empty()) {
         let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
         let headers = r.headers().context("reading the ledger's header")?.clone();
         let index: Vec<Option<usize>> = columns.iter().map(|c| headers.iter().position(|h| h == *c)).collect();
         for rec in r.records() {
             let rec = rec.context("reading a ledger row")?;
-            let row: Vec<String> = index
+            put(index
                 .iter()
                 .map(|i| i.and_then(|i| rec.get(i)).unwrap_or("").to_owned())
-                .collect();
-            let id = row[0].clone();
-            if !by_id.contains_key(&id) {
-                order.push(id.clone());
-            }
-            by_id.insert(id, row);
+                .collect());
         }
     }
     for row in rows {
-        let id = row[0].clone();
-        if !by_id.contains_key(&id) {
-            order.push(id.clone());
-        }
-        by_id.insert(id, row);
+        put(row);
     }
-    Ok(write_csv(columns, order.iter().map(|id| by_id[id].clone())))
+    Ok(write_csv(columns, order))
 }
 
 /// The three ledgers and the template comparison pivot, from the facts of this experiment's
@@ -1235,11 +1242,27 @@ pub fn ledgers(
             Some(row)
         })
         .collect();
-    let filtered = merge_ledger(existing[2].as_deref(), FILTERED_COLUMNS, filtered_rows)?;
+    // each ledger keyed by what one of its rows stands for: a response (of a task and replicate)
+    let filtered = merge_ledger(
+        existing[2].as_deref(),
+        FILTERED_COLUMNS,
+        "evaluation_task_id",
+        filtered_rows,
+    )?;
     let pivot = comparison_pivot(&filtered)?;
     Ok([
-        merge_ledger(existing[0].as_deref(), GENERATION_RESULTS_COLUMNS, gen_rows)?,
-        merge_ledger(existing[1].as_deref(), EVALUATION_RESULTS_COLUMNS, eval_rows)?,
+        merge_ledger(
+            existing[0].as_deref(),
+            GENERATION_RESULTS_COLUMNS,
+            "generation_task_id",
+            gen_rows,
+        )?,
+        merge_ledger(
+            existing[1].as_deref(),
+            EVALUATION_RESULTS_COLUMNS,
+            "evaluation_task_id",
+            eval_rows,
+        )?,
         filtered,
         pivot,
     ])

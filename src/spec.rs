@@ -548,7 +548,7 @@ impl Pipeline {
         Ok((0..self.stages.len()).filter(|&i| wanted[i]).collect())
     }
 
-    fn diag(&self, message: impl Into<String>, loc: Loc) -> Diag {
+    pub(crate) fn diag(&self, message: impl Into<String>, loc: Loc) -> Diag {
         Diag::new(message)
             .in_file(&self.file)
             .at(Some(&self.source), loc.line, loc.column)
@@ -788,7 +788,7 @@ pub fn parse(exists: &dyn Fn(&str) -> bool, file: &str, source: &str) -> Result<
         }
     }
     p.stages = declared;
-    check_outputs(&p)?;
+    crate::paths::check_overlaps(&p)?;
     Ok(p)
 }
 
@@ -947,12 +947,13 @@ fn convert(
                     "a path"
                 }));
             };
-            check_path(p, exists, stage, spec, s, at)?;
-            Value::Str(s.clone())
+            Value::Str(check_path(p, exists, stage, spec, s, at)?)
         }
     })
 }
 
+/// Checks a declared path and returns it normalised (`./data//x` -> `data/x`); a stage name is
+/// returned as it is.
 fn check_path(
     p: &Pipeline,
     exists: &dyn Fn(&str) -> bool,
@@ -960,36 +961,53 @@ fn check_path(
     spec: &FieldSpec,
     s: &str,
     at: Loc,
-) -> Result<(), Diag> {
+) -> Result<String, Diag> {
     if matches!(spec.ty, FieldType::Ref(_)) {
-        return Ok(());
+        return Ok(s.to_owned());
     }
     let path = Path::new(s);
-    if s.is_empty() || path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+    if s.is_empty()
+        || path.is_absolute()
+        || s.contains(char::is_control)
+        || path.components().any(|c| matches!(c, std::path::Component::ParentDir))
+    {
         return Err(p
             .diag(
                 format!(
-                    "`{}: {s}` in stage `{stage}` must be a relative path inside the project",
-                    spec.name
+                    "`{}: {}` in stage `{stage}` must be a relative path inside the project",
+                    spec.name,
+                    crate::table::shown(s)
                 ),
                 at,
             )
-            .help("write paths relative to the directory holding pipeline.yaml"));
+            .help("write paths relative to the directory holding pipeline.yaml, without `..`"));
     }
+    let s = crate::paths::normalize(s);
+    let bad_output = |why: String| {
+        p.diag(format!("`{}: {s}` in stage `{stage}`: {why}", spec.name), at)
+            .help(spec.doc)
+    };
     match spec.ty {
-        FieldType::File if !exists(s) => Err(p
+        FieldType::File if !exists(&s) => Err(p
             .diag(format!("input file `{s}` of stage `{stage}` does not exist"), at)
             .help(format!("create it, or point `{}` at an existing file", spec.name))),
+        FieldType::Output | FieldType::OutputPattern if s == "." => {
+            Err(bad_output("an output must name a file".into()))
+        }
+        FieldType::Output if s.contains("{id}") => Err(bad_output(
+            "`{id}` means one file per task, which this output is not".into(),
+        )),
         FieldType::OutputPattern if !s.contains("{id}") => Err(p
             .diag(
                 format!("`{}: {s}` in stage `{stage}` must contain `{{id}}`", spec.name),
                 at,
             )
             .help("one file is written per task; `{id}` is replaced by the task id")),
-        FieldType::Output | FieldType::OutputPattern if path.starts_with(".daydream") => {
-            Err(p.diag(format!("outputs may not go into .daydream/ (stage `{stage}`)"), at))
-        }
-        _ => Ok(()),
+        FieldType::OutputPattern => match crate::paths::pattern_problem(&s) {
+            Some(why) => Err(bad_output(why)),
+            None => Ok(s),
+        },
+        _ => Ok(s),
     }
 }
 
@@ -1043,28 +1061,6 @@ fn topo_order(p: &Pipeline, declared: Vec<Stage>) -> Result<Vec<Stage>, Diag> {
         .into_iter()
         .map(|i| slots[i].take().expect("each stage once"))
         .collect())
-}
-
-/// Two stages may not write the same file.
-fn check_outputs(p: &Pipeline) -> Result<(), Diag> {
-    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-    for s in &p.stages {
-        for (name, f) in &s.fields {
-            let Some(spec) = s.kind.fields().iter().find(|x| x.name == *name) else {
-                continue;
-            };
-            if !matches!(spec.ty, FieldType::Output | FieldType::OutputPattern) {
-                continue;
-            }
-            let Value::Str(path) = &f.value else { continue };
-            if let Some(other) = seen.insert(path, &s.name) {
-                return Err(p
-                    .diag(format!("stages `{other}` and `{}` both write `{path}`", s.name), f.loc)
-                    .help("give each output its own path"));
-            }
-        }
-    }
-    Ok(())
 }
 
 fn check_provider_name(p: &Pipeline, name: &str, at: Loc, what: &str) -> Result<(), Diag> {

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use crate::combos::Combos;
+use crate::diag::Diag;
 use crate::models::Models;
-use crate::table::write_csv;
+use crate::table::{TASK_ID_MAX, write_csv};
 use crate::templates::Templates;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -38,7 +39,47 @@ fn task_id(a: &str, b: &str, c: &str) -> String {
     [a, b, c].join("_")
 }
 
-pub fn generation(combos: Arc<Combos>, templates: Arc<Templates>, models: Arc<Models>) -> GenTasks {
+/// Task ids become file names: `<first>_<template>_<model>` may not pass [`TASK_ID_MAX`]
+/// characters. Checked per template and model against the longest first part, before any row is
+/// made; the error names the template's row, since either id can be shortened.
+fn check_lengths(
+    kind: &str,
+    longest_first: Option<&str>,
+    templates: &Templates,
+    models: &[&crate::models::Model],
+    models_path: &str,
+) -> Result<(), Diag> {
+    let Some(first) = longest_first else { return Ok(()) };
+    for (_, t) in templates.active() {
+        for m in models {
+            let n = first.len() + t.id.len() + m.id.len() + 2;
+            if n > TASK_ID_MAX {
+                return Err(Diag::new(format!(
+                    "{kind} task id {} would be {n} characters, more than the {TASK_ID_MAX} a task id may have",
+                    task_id(first, &t.id, &m.id)
+                ))
+                .in_file(&templates.csv_path)
+                .at(None, t.line, 1)
+                .help(format!(
+                    "task ids become file names: shorten template id `{}` ({} line {}) or model id `{}` \
+                     ({models_path})",
+                    t.id, templates.csv_path, t.line, m.id
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn generation(combos: Arc<Combos>, templates: Arc<Templates>, models: Arc<Models>) -> Result<GenTasks, Diag> {
+    let longest = combos.combos.iter().map(|c| c.id.as_str()).max_by_key(|id| id.len());
+    check_lengths(
+        "generation",
+        longest,
+        &templates,
+        &models.generation().map(|(_, m)| m).collect::<Vec<_>>(),
+        &models.path,
+    )?;
     let mut rows = Vec::new();
     for (ci, c) in combos.combos.iter().enumerate() {
         for (ti, t) in templates.active() {
@@ -52,12 +93,12 @@ pub fn generation(combos: Arc<Combos>, templates: Arc<Templates>, models: Arc<Mo
             }
         }
     }
-    GenTasks {
+    Ok(GenTasks {
         combos,
         templates,
         models,
         rows,
-    }
+    })
 }
 
 impl GenTasks {
@@ -109,7 +150,19 @@ pub const EVALUATION_COLUMNS: &[&str] = &[
     "evaluation_model_name",
 ];
 
-pub fn evaluation(generation: Arc<GenTasks>, templates: Arc<Templates>, models: Arc<Models>) -> EvalTasks {
+pub fn evaluation(
+    generation: Arc<GenTasks>,
+    templates: Arc<Templates>,
+    models: Arc<Models>,
+) -> Result<EvalTasks, Diag> {
+    let longest = generation.rows.iter().map(|g| g.id.as_str()).max_by_key(|id| id.len());
+    check_lengths(
+        "evaluation",
+        longest,
+        &templates,
+        &models.evaluation().map(|(_, m)| m).collect::<Vec<_>>(),
+        &models.path,
+    )?;
     let mut rows = Vec::new();
     for (gi, g) in generation.rows.iter().enumerate() {
         for (ti, t) in templates.active() {
@@ -123,12 +176,12 @@ pub fn evaluation(generation: Arc<GenTasks>, templates: Arc<Templates>, models: 
             }
         }
     }
-    EvalTasks {
+    Ok(EvalTasks {
         generation,
         templates,
         models,
         rows,
-    }
+    })
 }
 
 impl EvalTasks {

@@ -39,7 +39,7 @@ impl Templates {
 pub fn load(csv_path: &str, text: &str, dir: &str, exists: impl Fn(&str) -> bool) -> Result<Templates, Diag> {
     let t = Table::parse(csv_path, text)?;
     let id_col = t.require("template_id")?;
-    let active_flags = t.column("active").map(|c| t.bool_column(c));
+    let active_col = t.column("active");
     let parser_col = t.column("parser");
     let range_col = t.column("score_range");
     let optional = |row, col: Option<usize>| {
@@ -48,8 +48,8 @@ pub fn load(csv_path: &str, text: &str, dir: &str, exists: impl Fn(&str) -> bool
             .map(str::to_owned)
     };
     let mut rows: Vec<TemplateRow> = Vec::new();
-    for (i, row) in t.rows.iter().enumerate() {
-        let id = t.non_empty(row, id_col)?;
+    for row in &t.rows {
+        let id = t.id(text, row, id_col)?;
         let path = format!("{dir}/{id}.txt");
         if !exists(&path) {
             return Err(Diag::new(format!(
@@ -67,7 +67,10 @@ pub fn load(csv_path: &str, text: &str, dir: &str, exists: impl Fn(&str) -> bool
                     .at(Some(text), row.line, 1),
             );
         }
-        let active = active_flags.as_ref().is_none_or(|a| a[i]);
+        let active = match active_col {
+            Some(c) => t.bool_cell(text, row, c)?,
+            None => true,
+        };
         rows.push(TemplateRow {
             id: id.to_owned(),
             active,

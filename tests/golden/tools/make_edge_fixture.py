@@ -15,7 +15,7 @@ w("concepts/concepts_metadata.csv",
   "concept_id,name,active\n"
   "zeta-first,Zeta First,True\n"
   "Alpha_2,Alpha Two,tRuE\n"
-  "\"gamma,comma\",\"Gamma, \"\"Quoted\"\"\",TRUE\n"
+  "gamma.dot,\"Gamma, \"\"Quoted\"\"\",TRUE\n"
   "off,Off Concept,FALSE\n"
   "\n"
   "delta,Delta <b>&</b> {{ not_rendered }},true\n")
@@ -27,10 +27,10 @@ w("concepts/descriptions-sentence/zeta-first.txt", "Zeta sentence (must not be u
 # Alpha_2: no article -> paragraph
 w("concepts/descriptions-paragraph/Alpha_2.txt", "\n\nAlpha paragraph.\n\nSecond paragraph.\n\n")
 w("concepts/descriptions-sentence/Alpha_2.txt", "Alpha sentence (must not be used).")
-# gamma,comma: whitespace-only article, empty paragraph -> sentence
-w("concepts/descriptions-article/gamma,comma.txt", " \n\u00a0\n\u2003\t")
-w("concepts/descriptions-paragraph/gamma,comma.txt", "")
-w("concepts/descriptions-sentence/gamma,comma.txt", "Gamma sentence.\n")
+# gamma.dot: whitespace-only article, empty paragraph -> sentence
+w("concepts/descriptions-article/gamma.dot.txt", " \n\u00a0\n\u2003\t")
+w("concepts/descriptions-paragraph/gamma.dot.txt", "")
+w("concepts/descriptions-sentence/gamma.dot.txt", "Gamma sentence.\n")
 # off: inactive
 w("concepts/descriptions-paragraph/off.txt", "Off paragraph.")
 # delta: only a non-.txt file -> falls back to its name
