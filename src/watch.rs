@@ -257,7 +257,8 @@ pub fn watch(
         busy.store(false, Ordering::SeqCst);
         store.checkpoint_in_background();
         match result {
-            Ok(report) if changed.is_empty() => print(&mut out, &report, opts.dry_run),
+            // a rebuild the spending guard held shows its table, as the first run does
+            Ok(report) if changed.is_empty() || report.held.is_some() => print(&mut out, &report, opts.dry_run),
             Ok(report) => summary(&mut out, &report, start.elapsed()),
             Err(RunError::Config(d)) => eprintln!("error: {d}"),
             Err(RunError::Failed(e)) => eprintln!("error: {e:#}"),
