@@ -8,7 +8,7 @@
 //! line of a stage is always printed.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -89,6 +89,8 @@ pub struct Progress {
     /// When the last plain line was printed (or the stage started), and how many calls had
     /// ended then.
     last_line: Mutex<(Instant, u64)>,
+    /// Where plain lines go: stderr (a buffer in tests).
+    sink: Mutex<Box<dyn Write + Send>>,
 }
 
 impl Progress {
@@ -116,6 +118,7 @@ impl Progress {
             start: Instant::now(),
             heartbeat: heartbeat_interval(),
             last_line: Mutex::new((Instant::now(), 0)),
+            sink: Mutex::new(Box::new(std::io::stderr())),
         }
     }
 
@@ -140,7 +143,8 @@ impl Progress {
     }
 
     fn line(&self, last: &mut (Instant, u64), ended: u64) {
-        eprintln!(
+        let _ = writeln!(
+            self.sink.lock().expect("progress lock"),
             "{}: {ended}/{} calls, {}, elapsed {}",
             self.stage,
             self.total,
@@ -222,4 +226,75 @@ pub fn announce(stage: &str, choice: &crate::llmstage::Choice, calls: usize, cac
         "{stage}: {calls} call{} to make on {on}, {cached} answered from the store",
         if calls == 1 { "" } else { "s" }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink the test reads back.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn plain(total: u64, heartbeat: Duration) -> (Progress, Buffer) {
+        let buffer = Buffer::default();
+        let mut p = Progress::new("stage", total, 0);
+        p.bar = None;
+        p.heartbeat = heartbeat;
+        p.sink = Mutex::new(Box::new(buffer.clone()));
+        (p, buffer)
+    }
+
+    fn text(b: &Buffer) -> String {
+        String::from_utf8(b.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn the_last_line_is_printed_though_the_last_calls_end_between_steps() {
+        let (p, out) = plain(20, Duration::ZERO);
+        p.counters.done.store(19, Ordering::Relaxed);
+        p.heartbeat(); // a heartbeat line at 19: the next 10% step would be 21
+        p.counters.done.store(20, Ordering::Relaxed);
+        p.tick();
+        assert!(!text(&out).contains("20/20"), "{}", text(&out));
+        p.finish();
+        assert!(text(&out).contains("stage: 20/20 calls"), "{}", text(&out));
+        p.finish();
+        assert_eq!(text(&out).matches("20/20").count(), 1, "printed once");
+    }
+
+    #[test]
+    fn a_heartbeat_names_the_calls_in_flight_and_the_oldest_one() {
+        let (p, out) = plain(25, Duration::ZERO);
+        p.counters.call_started(1);
+        p.counters.call_started(2);
+        p.counters.call_ended(1);
+        p.heartbeat();
+        let line = text(&out);
+        assert!(
+            line.starts_with("stage: 0/25 calls, 0 cached, 0 failed, 1 in flight (oldest 0s)"),
+            "{line}"
+        );
+        assert!(line.trim_end().ends_with("elapsed 0s"), "{line}");
+        let (quiet, out) = plain(25, Duration::from_secs(3600));
+        quiet.heartbeat();
+        assert_eq!(text(&out), "", "no line before a heartbeat is due");
+    }
+
+    #[test]
+    fn durations_read_as_people_read_them() {
+        assert_eq!(human(Duration::from_secs(41)), "41s");
+        assert_eq!(human(Duration::from_secs(62)), "1m02s");
+        assert_eq!(human(Duration::from_secs(3900)), "1h05m");
+    }
 }

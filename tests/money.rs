@@ -324,12 +324,14 @@ fn a_run_says_what_it_does_before_the_first_answer_and_while_calls_are_in_flight
         "generation_response: 5 calls to make on the local model",
         &mut err_seen,
     );
-    wait_for(&err_rx, "generation_response: 0/5 calls", &mut err_seen);
-    let beat = err_seen.last().unwrap().clone();
-    assert!(
-        beat.contains("1 in flight (oldest ") && beat.contains("elapsed "),
-        "{beat}"
+    // a heartbeat while the held call is in flight (earlier ones may come before it starts)
+    wait_for(
+        &err_rx,
+        "generation_response: 0/5 calls, 0 cached, 0 failed, 1 in flight (oldest ",
+        &mut err_seen,
     );
+    let beat = err_seen.last().unwrap().clone();
+    assert!(beat.contains(", elapsed "), "{beat}");
     assert!(mock.count() <= 1, "one call at a time, the first one held");
     *gate.0.lock().unwrap() = true;
     gate.1.notify_all();
