@@ -170,7 +170,11 @@ pub fn watch(
     } else {
         Some(ProjectLock::acquire(&project.state_dir())?)
     };
-    let mut store = Store::open(&project.state_dir())?;
+    let mut store = if opts.dry_run {
+        Store::open_or_empty(&project.state_dir())?
+    } else {
+        Store::open(&project.state_dir())?
+    };
     if !opts.dry_run {
         // we hold the lock: nothing else writes the store while we watch
         store.keep_in_memory()?;
