@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::Duration;
 
-use common::mock::{MockServer, Reply, Request};
+use common::mock::{MockServer, Reply, Request, per_model};
 use common::{Space, counts};
 
 /// The shipped project against `mock`, with the default spending question.
@@ -35,19 +35,6 @@ fn model_row<'a>(out: &'a str, stage: &str, model: &str) -> Vec<&'a str> {
         .find(|l| l.split_whitespace().next() == Some(model))
         .unwrap_or_else(|| panic!("no row for {model} under {stage}:\n{out}"));
     line.split_whitespace().collect()
-}
-
-/// An answer that differs per model and prompt, so no two tasks share a call.
-fn per_model(r: &Request) -> Reply {
-    let content = format!("{} says: {}", r.model, common::mock::echo_text(&r.prompt));
-    Reply::Ok {
-        completion_tokens: content.len() as u64 / 4,
-        content: Some(content),
-        finish_reason: "stop".into(),
-        prompt_tokens: r.prompt.len() as u64 / 4,
-        cost: None,
-        served_model: None,
-    }
 }
 
 /// The `--max-cost` a held run suggests.
