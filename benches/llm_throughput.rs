@@ -415,7 +415,8 @@ fn measure(limit: usize, concepts: usize, latency: Duration) -> Row {
     let wrap: Vec<String> = std::env::var("DAYDREAM_BENCH_WRAP")
         .map(|w| w.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default();
-    let run = daydream_wrapped(dir, &env, &["run"], &wrap);
+    // --yes: the worst case of 10,660 calls passes the spending question's threshold
+    let run = daydream_wrapped(dir, &env, &["run", "--yes"], &wrap);
     if std::env::var_os("DAYDREAM_BENCH_VERBOSE").is_some() {
         eprintln!("L = {limit}, the timed run:\n{}{}", run.stdout, run.stderr);
     }

@@ -39,9 +39,21 @@ pub struct PendingCall {
     pub materialize: bool,
     /// USD per million tokens (input, output), when known.
     pub price: Option<(f64, f64)>,
+    /// The model's context length in tokens, when the models table gives it.
+    pub context: Option<u64>,
 }
 
 impl PendingCall {
+    /// The prompt's estimated tokens, when they are more than the model's context: such a call
+    /// is never sent. The prompt alone is compared, not prompt + max_tokens: max_tokens is a cap
+    /// on the answer, not a need, and the estimate (4 characters a token) is rough, so only a
+    /// prompt that cannot fit whatever the answer fails here.
+    pub fn over_context(&self) -> Option<(u64, u64)> {
+        let context = self.context?;
+        let tokens = estimate_tokens(&self.spec.prompt);
+        (tokens > context).then_some((tokens, context))
+    }
+
     /// The most this call can cost: its prompt at ~4 characters a token, and max_tokens out.
     pub fn worst_cost(&self) -> Option<f64> {
         self.price
@@ -336,7 +348,17 @@ pub fn execute(
             }
             result
         });
+        // a line at least every heartbeat while the calls run, also when none ends
+        let (beat_stop, beats) = mpsc::channel::<()>();
+        scope.spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) =
+                beats.recv_timeout(progress.next_heartbeat().saturating_duration_since(Instant::now()))
+            {
+                progress.heartbeat();
+            }
+        });
         let lost = rt.block_on(dispatch(ep, limits, calls, &reader, tx, progress, stage));
+        drop(beat_stop);
         let w = writer.join().expect("writer thread");
         let f = files.join().expect("file thread");
         w.and(f)?;
@@ -347,7 +369,8 @@ pub fn execute(
         store.forget_lost(&hash)?;
     }
     let mut s = summary.into_inner().expect("summary lock");
-    s.requests = s.ok as u64 + s.truncated as u64 + s.failed.values().sum::<usize>() as u64;
+    let unsent = s.failed.get(&Cause::ContextLength).copied().unwrap_or(0);
+    s.requests = (s.ok + s.truncated + s.failed.values().sum::<usize>() - unsent) as u64;
     Ok(s)
 }
 
@@ -385,9 +408,9 @@ async fn dispatch(
         if call.prompt_in_store.is_some() && limits.stopped_reason().is_none() {
             lost = read_prompts_ahead(reader, &mut call, &mut queue, limits);
         }
-        let not_started = |cause: Cause, message: String| {
+        let end_unsent = |status: &str, cause: Cause, message: String| {
             let outcome = Outcome {
-                status: "not_started".into(),
+                status: status.into(),
                 cause: Some(cause),
                 error: Some(message),
                 reply: None,
@@ -402,6 +425,7 @@ async fn dispatch(
                 record,
             })));
         };
+        let not_started = |cause: Cause, message: String| end_unsent("not_started", cause, message);
         if let Some(why) = limits.stopped_reason() {
             not_started(Cause::Stopped, format!("not started: {why}"));
             continue;
@@ -409,6 +433,19 @@ async fn dispatch(
         if let Some((cause, why)) = limits.model_stopped(&call.spec.model) {
             // a bad model name or a used-up daily cap: every task of that model fails
             not_started(cause, why);
+            continue;
+        }
+        if let Some((tokens, context)) = call.over_context() {
+            // recorded as failed, so status and explain show it; the next run checks it again
+            end_unsent(
+                "failed",
+                Cause::ContextLength,
+                format!(
+                    "the prompt (~{tokens} tokens) is longer than the context of {} ({context} tokens, \
+                     `context_tokens` of the models table); no request was sent",
+                    call.spec.model
+                ),
+            );
             continue;
         }
         let worst = call.worst_cost();
@@ -439,7 +476,7 @@ async fn dispatch(
                 Some(s) => Some(s.acquire_owned().await.expect("semaphore open")),
                 None => None,
             };
-            counters.in_flight.fetch_add(1, Ordering::Relaxed);
+            counters.call_started(i as u64);
             let outcome = llm::call(
                 &client,
                 &ep,
@@ -449,7 +486,7 @@ async fn dispatch(
                 i as u64 ^ 0x5851_f42d_4c95_7f2d,
             )
             .await;
-            counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+            counters.call_ended(i as u64);
             drop(permit);
             let record = record_of(&call, &outcome, &ep, &stage);
             let actual = record.cost_usd.or(record.cost_estimated_usd).unwrap_or(0.0);
@@ -700,19 +737,6 @@ fn writer_loop(
     Ok(())
 }
 
-/// What the calls a stage still has to make would cost, per model.
-#[derive(Debug, Default, Clone)]
-pub struct Estimate {
-    /// model -> (calls, estimated input tokens, max_tokens summed, most it can cost if priced)
-    pub per_model: BTreeMap<String, (usize, u64, u64, Option<f64>)>,
-}
-
-impl Estimate {
-    pub fn calls(&self) -> usize {
-        self.per_model.values().map(|v| v.0).sum()
-    }
-}
-
 /// The LLM side of one run: the tokio runtime, the local server if one is needed, the limits of
 /// each provider, and the budget, shared by every LLM stage of the run.
 pub struct Session {
@@ -776,14 +800,18 @@ impl Session {
             by_key.insert(a.key, out.len());
             // a prompt of this run is at hand; one of an earlier run is read now or as its call starts
             let in_memory = done.values().any(|d| d.contents.contains_key(prompt));
-            let prompt_in_store = (!in_memory && !read_prompts).then_some(*prompt);
+            let mut prompt_in_store = (!in_memory && !read_prompts).then_some(*prompt);
             let text: Arc<str> = match prompt_in_store {
                 Some(_) => Arc::from(""),
-                None => {
-                    let text = crate::engine::content_of(store, done, prompt)?
-                        .with_context(|| format!("the store lost the prompt of {}", a.path))?;
-                    Arc::from(crate::text::lossy(&text).as_ref())
-                }
+                None => match crate::engine::content_of(store, done, prompt)? {
+                    Some(text) => Arc::from(crate::text::lossy(&text).as_ref()),
+                    // a prompt the store lost: a dry run estimates the call without it, a real
+                    // run stops when the call comes (see `read_prompts_ahead`)
+                    None => {
+                        prompt_in_store = Some(*prompt);
+                        Arc::from("")
+                    }
+                },
             };
             let model = a.model.as_deref().unwrap_or_default().to_owned();
             out.push(PendingCall {
@@ -809,24 +837,15 @@ impl Session {
                 } else {
                     models.as_ref().and_then(|m| m.price_of(&model))
                 },
+                // the local server serves its own model, whatever the table says
+                context: if choice.provider.local {
+                    None
+                } else {
+                    models.as_ref().and_then(|m| m.context_of(&model))
+                },
             });
         }
         Ok(out)
-    }
-
-    pub fn estimate(&self, calls: &[PendingCall]) -> Estimate {
-        let mut e = Estimate::default();
-        for c in calls {
-            let v = e.per_model.entry(c.spec.model.clone()).or_insert((0, 0, 0, Some(0.0)));
-            v.0 += 1;
-            v.1 += estimate_tokens(&c.spec.prompt);
-            v.2 += c.spec.max_tokens;
-            v.3 = match (v.3, c.worst_cost()) {
-                (Some(a), Some(b)) => Some(a + b),
-                _ => None,
-            };
-        }
-        e
     }
 
     /// Makes the calls of one stage; `cached` is how many of its tasks the store already answered.

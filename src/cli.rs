@@ -1,13 +1,17 @@
 //! The command line: parses arguments, dispatches, prints, and maps outcomes to exit codes
 //! (0 success, 1 a failed stage or action, 2 a usage or configuration error).
 
-use std::io::Write;
+use std::collections::HashSet;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::engine::{self, Project, RunError, RunOptions};
+use crate::engine::{self, Project, RunError, RunOptions, StageReport};
+use crate::estimate::{Estimate, Held};
 use crate::explain;
 use crate::fsutil::ProjectLock;
 use crate::spec::Kind;
@@ -43,8 +47,13 @@ enum Command {
         #[arg(long, value_name = "STAGE")]
         refresh: Vec<String>,
         /// Stop starting calls once recorded cost plus the worst case of calls in flight would pass USD
+        /// (at or above the run's worst case, it also answers the spending question)
         #[arg(long, value_name = "USD")]
         max_cost: Option<f64>,
+        /// Make the paid calls even when they could cost more than settings.confirm_above_usd (default $5);
+        /// without it such a run prints what it would do and stops before its first call
+        #[arg(long, short = 'y')]
+        yes: bool,
         /// Call this provider (from pipeline.yaml `providers:`) in every LLM stage; also DAYDREAM_PROVIDER
         #[arg(long, value_name = "NAME")]
         provider: Option<String>,
@@ -141,9 +150,10 @@ pub fn main() -> i32 {
     }
 }
 
+/// A project and its store, for commands that only read: a missing store is read as empty.
 fn open(root: &std::path::Path) -> Result<(Project, Store), RunError> {
     let project = Project::open(root)?;
-    let store = Store::open(&project.state_dir())?;
+    let store = Store::open_or_empty(&project.state_dir())?;
     Ok((project, store))
 }
 
@@ -156,6 +166,7 @@ fn dispatch(root: &std::path::Path, command: Command) -> Result<i32, RunError> {
             refresh,
             max_cost,
             provider,
+            yes,
             watch,
             poll,
         } => {
@@ -165,27 +176,15 @@ fn dispatch(root: &std::path::Path, command: Command) -> Result<i32, RunError> {
                 refresh,
                 max_cost,
                 provider,
-                session: false,
+                yes,
+                ..Default::default()
             };
             if watch {
                 return crate::watch::watch(root, opts, poll, &|out, report, dry_run| {
                     print_run(out, report, dry_run)
                 });
             }
-            let project = Project::open(root)?;
-            let _lock = if dry_run {
-                None
-            } else {
-                Some(ProjectLock::acquire(&project.state_dir())?)
-            };
-            let mut store = Store::open(&project.state_dir())?;
-            let report = engine::run(&project, &mut store, &opts)?;
-            print_run(&mut out, &report, dry_run);
-            Ok(if report.failed() > 0 || report.stopped.is_some() {
-                1
-            } else {
-                0
-            })
+            run_command(root, opts)
         }
         Command::Status { stages, json } => {
             let (project, mut store) = open(root)?;
@@ -455,88 +454,241 @@ fn plural(n: usize, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
+/// Prints a run as it goes: each stage's line as soon as the stage is done, each note once.
+#[derive(Default)]
+struct Printer {
+    noted: Mutex<HashSet<String>>,
+    /// Stages whose line is printed.
+    printed: Mutex<HashSet<String>>,
+    /// The spending guard's table and reason are printed (they were shown before asking).
+    held_shown: AtomicBool,
+}
+
+impl Printer {
+    fn stage(&self, out: &mut dyn Write, s: &StageReport, dry_run: bool) {
+        let mut noted = self.noted.lock().expect("printer lock");
+        for n in &s.notes {
+            if noted.insert(n.clone()) {
+                let _ = writeln!(out, "note: {n}");
+            }
+        }
+        self.printed.lock().expect("printer lock").insert(s.name.clone());
+        print_stage(out, s, dry_run);
+    }
+
+    /// The table of what a held run would still do, and why it stopped.
+    fn held(&self, out: &mut dyn Write, held: &Held) {
+        if self.held_shown.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let printed = self.printed.lock().expect("printer lock").clone();
+        for s in held.preview.stages.iter().filter(|s| !printed.contains(&s.name)) {
+            self.stage(out, s, true);
+        }
+        let capped = match held.budget {
+            Some(b) if b < held.worst => format!(" (the budget stops them at ${b:.2})"),
+            _ => String::new(),
+        };
+        let unpriced = if held.unpriced > 0 {
+            format!("; {} of unpriced models not counted", plural(held.unpriced, "call"))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "the calls of this run could cost up to ${:.2}{capped}, more than settings.confirm_above_usd \
+             (${:.2}){unpriced}; worst case: prompts as estimated, every answer max_tokens long",
+            held.worst, held.threshold
+        );
+    }
+
+    /// What follows the stage lines: the total, why calls stopped, what a dry run would cost.
+    fn tail(&self, out: &mut dyn Write, report: &engine::RunReport, dry_run: bool) {
+        if let Some(held) = &report.held {
+            self.held(out, held);
+            let _ = writeln!(
+                out,
+                "no call was made: run again with --yes to make them, or with --max-cost {:.2} (which also stops \
+                 starting calls before more is spent)",
+                (held.worst * 100.0).ceil() / 100.0
+            );
+        }
+        print_total(out, report, dry_run);
+    }
+}
+
 fn print_run(out: &mut dyn Write, report: &engine::RunReport, dry_run: bool) {
+    let printer = Printer::default();
+    for s in &report.stages {
+        printer.stage(out, s, dry_run);
+    }
+    printer.tail(out, report, dry_run);
+}
+
+/// The run command: stages printed as they are done; on a terminal the spending guard asks.
+fn run_command(root: &std::path::Path, opts: RunOptions) -> Result<i32, RunError> {
+    let dry_run = opts.dry_run;
+    let printer = Arc::new(Printer::default());
+    let on_stage: engine::StageHook = {
+        let printer = printer.clone();
+        Arc::new(move |s: &StageReport| printer.stage(&mut std::io::stdout().lock(), s, dry_run))
+    };
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let confirm: Option<engine::ConfirmHook> = interactive.then(|| {
+        let printer = printer.clone();
+        Arc::new(move |held: &Held| {
+            printer.held(&mut std::io::stdout().lock(), held);
+            eprint!("make these calls? [y/N] ");
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer).is_ok()
+                && matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+        }) as engine::ConfirmHook
+    });
+    let opts = RunOptions {
+        on_stage: Some(on_stage),
+        confirm,
+        ..opts
+    };
+    let project = Project::open(root)?;
+    let (_lock, mut store) = if dry_run {
+        // a dry run writes nothing, not even an empty store
+        (None, Store::open_or_empty(&project.state_dir())?)
+    } else {
+        (
+            Some(ProjectLock::acquire(&project.state_dir())?),
+            Store::open(&project.state_dir())?,
+        )
+    };
+    let report = engine::run(&project, &mut store, &opts)?;
+    printer.tail(&mut std::io::stdout().lock(), &report, dry_run);
+    Ok(
+        if report.failed() > 0 || report.stopped.is_some() || report.held.is_some() {
+            1
+        } else {
+            0
+        },
+    )
+}
+
+fn print_stage(out: &mut dyn Write, s: &StageReport, dry_run: bool) {
+    let (e, r) = if dry_run {
+        ("would execute", "would restore")
+    } else {
+        ("executed", "reused")
+    };
+    if s.executed + s.reused + s.unchanged + s.blocked == 0 && s.llm.is_none() && s.calls.is_none() {
+        let _ = writeln!(out, "{:<24} {}", s.name, s.summary);
+        return;
+    }
+    let _ = write!(
+        out,
+        "{:<24} {}: {e} {}, {r} {}, unchanged {}",
+        s.name, s.summary, s.executed, s.reused, s.unchanged
+    );
+    if s.failed > 0 {
+        let _ = write!(out, ", failed {}", s.failed);
+    }
+    if s.blocked > 0 {
+        let _ = write!(out, ", waiting for upstream {}", s.blocked);
+    }
+    if s.computed > 0 && s.computed < s.executed && s.kind.ends_with("_prompt") {
+        let _ = write!(out, " ({} distinct)", s.computed);
+    }
+    if s.overwritten_edits > 0 {
+        let _ = write!(out, "; {} restored", plural(s.overwritten_edits, "hand-edited file"));
+    }
+    let _ = writeln!(out);
+    if let Some(est) = &s.llm
+        && (dry_run || s.calls.is_none())
+    {
+        print_estimate(out, est, &s.cached_by_model);
+    }
+    if let Some(c) = &s.calls {
+        let _ = writeln!(
+            out,
+            "    {} requests: {} ok, {} truncated; tokens {} in, {} out; cost ${:.4}{}",
+            c.requests,
+            c.ok,
+            c.truncated,
+            c.prompt_tokens,
+            c.completion_tokens,
+            c.cost,
+            if c.unpriced > 0 {
+                format!(" (+{} unpriced)", plural(c.unpriced, "call"))
+            } else {
+                String::new()
+            }
+        );
+        let mut by_cause: std::collections::BTreeMap<_, usize> = c.failed.clone();
+        for (cause, n) in &c.not_started {
+            *by_cause.entry(*cause).or_default() += n;
+        }
+        for (cause, n) in by_cause {
+            let _ = writeln!(out, "    failed {n}: {}", cause.describe());
+        }
+    }
+}
+
+/// The per-model table of the calls a stage would make.
+fn print_estimate(out: &mut dyn Write, est: &Estimate, cached: &std::collections::BTreeMap<String, usize>) {
+    let over: Vec<(&String, &crate::estimate::ModelEstimate)> =
+        est.per_model.iter().filter(|(_, m)| m.over_context > 0).collect();
+    if est.calls() > 0 {
+        let _ = writeln!(
+            out,
+            "    {:<44} {:>6} {:>8} {:>13} {:>10}",
+            "model", "calls", "cached", "input tokens", "cost up to"
+        );
+        let models: std::collections::BTreeSet<&String> = est
+            .per_model
+            .iter()
+            .filter(|(_, m)| m.calls > 0)
+            .map(|(m, _)| m)
+            .chain(cached.keys())
+            .collect();
+        for m in models {
+            let e = est.per_model.get(m).cloned().unwrap_or_default();
+            let tokens = if e.waiting > 0 {
+                format!("<={}", e.input_tokens)
+            } else {
+                format!("~{}", e.input_tokens)
+            };
+            let cost = match e.cost {
+                _ if e.calls == 0 => "$0.0000".to_owned(),
+                Some(c) => format!("${c:.4}"),
+                None => "unpriced".to_owned(),
+            };
+            let cached = cached.get(m).copied().unwrap_or(0);
+            let _ = writeln!(out, "    {m:<44} {:>6} {cached:>8} {tokens:>13} {cost:>10}", e.calls);
+        }
+        let waiting = est.waiting();
+        if waiting > 0 {
+            let _ = writeln!(
+                out,
+                "    (<= upper bound: {} wait for upstream answers; each prompt counted as its template plus the \
+                 longest answer it may hold)",
+                plural(waiting, "call")
+            );
+        }
+    }
+    for (m, e) in over {
+        let _ = writeln!(
+            out,
+            "    {m}: {} longer than its context ({} tokens) fail without a request",
+            plural(e.over_context, "prompt"),
+            e.context.unwrap_or(0)
+        );
+    }
+}
+
+fn print_total(out: &mut dyn Write, report: &engine::RunReport, dry_run: bool) {
     let (e, r) = if dry_run {
         ("would execute", "would restore")
     } else {
         ("executed", "reused")
     };
     let mut total = (0, 0, 0, 0);
-    let mut noted = std::collections::HashSet::new();
     for s in &report.stages {
-        for n in &s.notes {
-            if noted.insert(n) {
-                let _ = writeln!(out, "note: {n}");
-            }
-        }
-        if s.executed + s.reused + s.unchanged + s.blocked == 0 && s.llm.is_none() && s.calls.is_none() {
-            let _ = writeln!(out, "{:<24} {}", s.name, s.summary);
-            continue;
-        }
-        let _ = write!(
-            out,
-            "{:<24} {}: {e} {}, {r} {}, unchanged {}",
-            s.name, s.summary, s.executed, s.reused, s.unchanged
-        );
-        if s.failed > 0 {
-            let _ = write!(out, ", failed {}", s.failed);
-        }
-        if s.blocked > 0 {
-            let _ = write!(out, ", waiting for upstream {}", s.blocked);
-        }
-        if s.computed > 0 && s.computed < s.executed && s.kind.ends_with("_prompt") {
-            let _ = write!(out, " ({} distinct)", s.computed);
-        }
-        if s.overwritten_edits > 0 {
-            let _ = write!(out, "; {} restored", plural(s.overwritten_edits, "hand-edited file"));
-        }
-        let _ = writeln!(out);
-        if let Some(est) = &s.llm
-            && (dry_run || s.calls.is_none())
-            && est.calls() > 0
-        {
-            let _ = writeln!(
-                out,
-                "    {:<44} {:>6} {:>8} {:>13} {:>10}",
-                "model", "calls", "cached", "input tokens", "cost up to"
-            );
-            let models: std::collections::BTreeSet<&String> =
-                est.per_model.keys().chain(s.cached_by_model.keys()).collect();
-            for m in models {
-                let (calls, tokens, _, cost) = est.per_model.get(m).cloned().unwrap_or((0, 0, 0, Some(0.0)));
-                let cached = s.cached_by_model.get(m).copied().unwrap_or(0);
-                let cost = cost.map_or("unpriced".to_owned(), |c| format!("${c:.4}"));
-                let _ = writeln!(
-                    out,
-                    "    {m:<44} {calls:>6} {cached:>8} {:>13} {cost:>10}",
-                    format!("~{tokens}")
-                );
-            }
-        }
-        if let Some(c) = &s.calls {
-            let _ = writeln!(
-                out,
-                "    {} requests: {} ok, {} truncated; tokens {} in, {} out; cost ${:.4}{}",
-                c.requests,
-                c.ok,
-                c.truncated,
-                c.prompt_tokens,
-                c.completion_tokens,
-                c.cost,
-                if c.unpriced > 0 {
-                    format!(" (+{} unpriced)", plural(c.unpriced, "call"))
-                } else {
-                    String::new()
-                }
-            );
-            let mut by_cause: std::collections::BTreeMap<_, usize> = c.failed.clone();
-            for (cause, n) in &c.not_started {
-                *by_cause.entry(*cause).or_default() += n;
-            }
-            for (cause, n) in by_cause {
-                let _ = writeln!(out, "    failed {n}: {}", cause.describe());
-            }
-        }
         total.0 += s.executed;
         total.1 += s.reused;
         total.2 += s.unchanged;
@@ -552,6 +704,8 @@ fn print_run(out: &mut dyn Write, report: &engine::RunReport, dry_run: bool) {
         "{}{e} {}, {r} {}, unchanged {}{} in {:.2}s{spent}",
         if dry_run {
             "dry run, nothing written: "
+        } else if report.held.is_some() {
+            "held before the first call, nothing paid: "
         } else {
             "done: "
         },
@@ -565,6 +719,22 @@ fn print_run(out: &mut dyn Write, report: &engine::RunReport, dry_run: bool) {
         },
         report.elapsed.as_secs_f64()
     );
+    if dry_run {
+        let (worst, unpriced) = report.worst_cost();
+        if worst > 0.0 || unpriced > 0 {
+            let _ = writeln!(
+                out,
+                "paid calls: up to ${worst:.4}{}; a run asks first when that passes settings.confirm_above_usd \
+                 (${:.2}), unless given --yes",
+                if unpriced > 0 {
+                    format!(" (+{} unpriced)", plural(unpriced, "call"))
+                } else {
+                    String::new()
+                },
+                report.confirm_above_usd
+            );
+        }
+    }
     if let Some(why) = &report.stopped {
         let _ = writeln!(out, "calls were stopped: {why}");
     }

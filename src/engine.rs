@@ -360,7 +360,7 @@ pub struct StageReport {
     /// Tasks that cannot run yet: what they read is missing (a failed upstream call).
     pub blocked: usize,
     /// For LLM stages: what the calls to make would cost.
-    pub llm: Option<crate::calls::Estimate>,
+    pub llm: Option<crate::estimate::Estimate>,
     pub calls: Option<crate::calls::CallsSummary>,
     /// For LLM stages: tasks answered from the store, per model.
     pub cached_by_model: std::collections::BTreeMap<String, usize>,
@@ -369,6 +369,13 @@ pub struct StageReport {
     pub artifacts: Vec<Artifact>,
 }
 
+/// Called with each stage's report as soon as the stage is done.
+pub type StageHook = Arc<dyn Fn(&StageReport) + Send + Sync>;
+/// Asked whether to go on when the run's paid calls could cost more than
+/// `settings.confirm_above_usd`.
+pub type ConfirmHook = Arc<dyn Fn(&crate::estimate::Held) -> bool + Send + Sync>;
+
+#[derive(Default)]
 pub struct RunOptions {
     pub targets: Vec<String>,
     pub dry_run: bool,
@@ -381,6 +388,13 @@ pub struct RunOptions {
     /// The process goes on after the run (`--watch`): free what the run allocated instead of
     /// leaving it to the exit.
     pub session: bool,
+    /// Make the paid calls whatever they could cost (`--yes`): the spending guard does not ask.
+    pub yes: bool,
+    /// Told of each stage as soon as it is done (the CLI prints its line then).
+    pub on_stage: Option<StageHook>,
+    /// Asked before the first paid call when the run could cost more than
+    /// `settings.confirm_above_usd`; without it, or when it says no, the run stops there.
+    pub confirm: Option<ConfirmHook>,
 }
 
 pub struct RunReport {
@@ -392,11 +406,24 @@ pub struct RunReport {
     pub spent: f64,
     /// The plan, kept by a dry run (stages in the order of `stages`).
     pub plan: Option<Plan>,
+    /// Set when the spending guard stopped the run before its first call.
+    pub held: Option<crate::estimate::Held>,
+    /// `settings.confirm_above_usd` of this run.
+    pub confirm_above_usd: f64,
 }
 
 impl RunReport {
     pub fn failed(&self) -> usize {
         self.stages.iter().map(|s| s.failed).sum()
+    }
+
+    /// The most the paid calls of a dry run can cost, and how many of them have no price.
+    pub fn worst_cost(&self) -> (f64, usize) {
+        self.stages
+            .iter()
+            .filter_map(|s| s.llm.as_ref())
+            .map(|e| e.worst_cost())
+            .fold((0.0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     }
 }
 
@@ -695,9 +722,7 @@ pub fn survey(project: &Project, store: &mut Store, targets: &[String]) -> Resul
         targets: targets.to_vec(),
         dry_run: true,
         refresh: Vec::new(),
-        max_cost: None,
-        provider: None,
-        session: false,
+        ..Default::default()
     };
     let mut report = run(project, store, &opts)?;
     let plan = report.plan.take().expect("a dry run keeps its plan");
@@ -778,6 +803,8 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
     let mut llm = crate::calls::Session::new(budget);
     let mut done: HashMap<String, Done> = HashMap::new();
     let mut reports = Vec::new();
+    let mut guarded = false;
+    let mut told = Vec::new();
     // stages whose outputs a later, store-planned stage reads
     let read_later: std::collections::HashSet<String> = plan
         .stages
@@ -854,7 +881,17 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
             // a real run reads each prompt from the store as its call starts
             let calls = llm.pending_calls(store, &plan, &sp.stage, choice, &pending, &done, opts.dry_run)?;
             phase(&format!("  {} calls to make", calls.len()));
-            report.llm = opts.dry_run.then(|| llm.estimate(&calls));
+            if opts.dry_run {
+                let mut est = crate::estimate::of_calls(&calls, !choice.provider.local);
+                // calls whose prompts wait for answers not made yet, counted from the task tables
+                let waiting =
+                    crate::estimate::add_waiting(&mut est, project, &plan, &sp.stage, choice, &choices, &done)?;
+                if waiting > 0 {
+                    report.blocked += waiting;
+                    report.summary = format!("{} calls", artifacts.len() + waiting);
+                }
+                report.llm = Some(est);
+            }
             if let Some(note) = &choice.note
                 && !calls.is_empty()
             {
@@ -864,6 +901,32 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
                 write_stage(project, store, sp, &artifacts, &prep, &tmp)?;
                 if !calls.is_empty() {
                     choice.require_key()?;
+                    // the spending guard: once, before the run's first call
+                    if !guarded {
+                        guarded = true;
+                        if !opts.yes
+                            && choices.values().any(|c| !c.provider.local)
+                            && let Some(held) = crate::estimate::guard(project, store, opts, &plan.pipeline.settings)?
+                            && !opts.confirm.as_ref().is_some_and(|ask| ask(&held))
+                        {
+                            return Ok(RunReport {
+                                stages: reports,
+                                elapsed: start.elapsed(),
+                                stopped: None,
+                                spent: 0.0,
+                                plan: None,
+                                held: Some(held),
+                                confirm_above_usd: plan.pipeline.settings.confirm_above_usd.0,
+                            });
+                        }
+                    }
+                    crate::progress::announce(
+                        &sp.stage.name,
+                        choice,
+                        calls.len(),
+                        report.cached_by_model.values().sum(),
+                        &mut told,
+                    );
                     let summary = llm.execute(
                         project,
                         store,
@@ -922,10 +985,14 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
             std::mem::forget(prep);
         }
         phase(&format!("stage {}", sp.stage.name));
+        if let Some(hook) = &opts.on_stage {
+            hook(&report);
+        }
         reports.push(report);
     }
     let stopped = llm.stopped();
     let spent = llm.spent();
+    let confirm_above_usd = plan.pipeline.settings.confirm_above_usd.0;
     let plan = opts.dry_run.then_some(plan);
     Ok(RunReport {
         stages: reports,
@@ -933,6 +1000,8 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
         stopped,
         spent,
         plan,
+        held: None,
+        confirm_above_usd,
     })
 }
 

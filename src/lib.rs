@@ -10,6 +10,7 @@ pub mod concepts;
 pub mod db;
 pub mod diag;
 pub mod engine;
+pub mod estimate;
 pub mod explain;
 pub mod fsutil;
 pub mod import;

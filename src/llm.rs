@@ -113,6 +113,8 @@ pub enum Cause {
     Truncated,
     Budget,
     Stopped,
+    /// The prompt is longer than the model's context: no request is sent.
+    ContextLength,
 }
 
 impl Cause {
@@ -135,6 +137,7 @@ impl Cause {
             Cause::Truncated => "truncated at max_tokens",
             Cause::Budget => "not started: budget reached",
             Cause::Stopped => "not started: calls were stopped",
+            Cause::ContextLength => "prompt longer than the model's context, not sent",
         }
     }
 }

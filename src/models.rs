@@ -16,6 +16,8 @@ pub struct Model {
     /// USD per million tokens (input, output), from the optional columns
     /// `input_usd_per_mtok` and `output_usd_per_mtok`.
     pub price: Option<(F64, F64)>,
+    /// The most tokens a prompt can have, from the optional column `context_tokens`.
+    pub context_tokens: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -31,6 +33,14 @@ impl Models {
 
     pub fn evaluation(&self) -> impl Iterator<Item = (usize, &Model)> {
         self.models.iter().enumerate().filter(|(_, m)| m.for_evaluation)
+    }
+
+    /// The context length of a model by its API name, when the table gives it.
+    pub fn context_of(&self, api_name: &str) -> Option<u64> {
+        self.models
+            .iter()
+            .find(|m| m.model == api_name)
+            .and_then(|m| m.context_tokens)
     }
 
     /// The price of a model by its API name.
@@ -60,6 +70,7 @@ pub fn load(path: &str, text: &str) -> Result<Models, Diag> {
         t.require("for_evaluation")?,
     );
     let (pin, pout) = (t.column("input_usd_per_mtok"), t.column("output_usd_per_mtok"));
+    let context = t.column("context_tokens");
     let mut models: Vec<Model> = Vec::new();
     for row in &t.rows {
         let mut m = Model {
@@ -68,6 +79,7 @@ pub fn load(path: &str, text: &str) -> Result<Models, Diag> {
             for_generation: t.bool_cell(text, row, fg)?,
             for_evaluation: t.bool_cell(text, row, fe)?,
             price: None,
+            context_tokens: None,
         };
         // the provider's name (`deepseek/deepseek-r1:free`) is never a path, only sent to the API
         if m.model.contains(char::is_control) {
@@ -102,6 +114,20 @@ pub fn load(path: &str, text: &str) -> Result<Models, Diag> {
             };
             if let (Some(i), Some(o)) = (parse(pi)?, parse(po)?) {
                 m.price = Some((F64(i), F64(o)));
+            }
+        }
+        if let Some(c) = context {
+            let v = t.get(row, c).trim();
+            if !v.is_empty() {
+                m.context_tokens = Some(v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    Diag::new(format!(
+                        "`context_tokens` of model `{}` in {path} line {} is `{v}`, not a number of tokens",
+                        m.id, row.line
+                    ))
+                    .in_file(path)
+                    .at(Some(text), row.line, 1)
+                    .help("give the model's context length in tokens, e.g. 163840; leave the cell empty when unknown")
+                })?);
             }
         }
         if (m.for_generation || m.for_evaluation) && m.model.is_empty() {

@@ -590,6 +590,8 @@ struct RawSettings {
     provider: Option<Spanned<String>>,
     #[serde(default)]
     max_cost_usd: Option<Spanned<f64>>,
+    #[serde(default)]
+    confirm_above_usd: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -665,12 +667,17 @@ impl Provider {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Settings {
     /// `auto` or a provider name: the provider of LLM stages that say `provider: auto`.
     pub provider: String,
     pub max_cost_usd: Option<F64>,
+    /// A run whose paid calls could cost more than this (worst case) asks first (`--yes`).
+    pub confirm_above_usd: F64,
 }
+
+/// The default of `settings.confirm_above_usd`: a few dollars.
+pub const CONFIRM_ABOVE_USD: f64 = 5.0;
 
 fn loc(l: &serde_saphyr::Location) -> Loc {
     Loc {
@@ -689,6 +696,7 @@ pub fn parse(exists: &dyn Fn(&str) -> bool, file: &str, source: &str) -> Result<
         settings: Settings {
             provider: "auto".into(),
             max_cost_usd: None,
+            confirm_above_usd: F64(CONFIRM_ABOVE_USD),
         },
         providers: Vec::new(),
         stages: Vec::new(),
@@ -701,14 +709,31 @@ pub fn parse(exists: &dyn Fn(&str) -> bool, file: &str, source: &str) -> Result<
             check_provider_name(&p, &prov.value, loc(&prov.referenced), "settings.provider")?;
             p.settings.provider = prov.value.clone();
         }
-        if let Some(c) = &settings.value.max_cost_usd {
-            if !(c.value.is_finite() && c.value >= 0.0) {
-                return Err(p.diag(
-                    "settings.max_cost_usd must be a number of dollars, at least 0",
+        let dollars = |name: &str, c: &Spanned<f64>| {
+            if c.value.is_finite() && c.value >= 0.0 {
+                Ok(F64(c.value))
+            } else {
+                Err(p.diag(
+                    format!("settings.{name} must be a number of dollars, at least 0"),
                     loc(&c.referenced),
-                ));
+                ))
             }
-            p.settings.max_cost_usd = Some(F64(c.value));
+        };
+        let max_cost = settings
+            .value
+            .max_cost_usd
+            .as_ref()
+            .map(|c| dollars("max_cost_usd", c))
+            .transpose()?;
+        let confirm_above = settings
+            .value
+            .confirm_above_usd
+            .as_ref()
+            .map(|c| dollars("confirm_above_usd", c))
+            .transpose()?;
+        p.settings.max_cost_usd = max_cost;
+        if let Some(c) = confirm_above {
+            p.settings.confirm_above_usd = c;
         }
     }
     if let Some(v) = &raw.version

@@ -24,6 +24,8 @@ const SYNCED: &str = "PRAGMA synchronous=FULL";
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// An empty store in memory (see `open_or_empty`): there is no file for a second connection.
+    in_memory: bool,
     /// In a long session (`run --watch`, which holds the project lock, so nothing else writes):
     /// per stage, the actions and output records last read, kept up to date by this store's own
     /// writes, so a rebuild does not read every record again.
@@ -145,6 +147,21 @@ impl Store {
         std::fs::create_dir_all(state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
         let path = state_dir.join("store.db");
         let conn = Connection::open(&path).with_context(|| format!("opening the store {}", path.display()))?;
+        Store::init(conn, path, false)
+    }
+
+    /// The store when there is one, else an empty one in memory: for commands that only read
+    /// (`run --dry-run`, `status`, `explain`), which must not create `.daydream/`.
+    pub fn open_or_empty(state_dir: &Path) -> Result<Store> {
+        let path = state_dir.join("store.db");
+        if path.exists() {
+            return Store::open(state_dir);
+        }
+        let conn = Connection::open_in_memory().context("opening an empty store in memory")?;
+        Store::init(conn, path, true)
+    }
+
+    fn init(conn: Connection, path: PathBuf, in_memory: bool) -> Result<Store> {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
@@ -210,6 +227,7 @@ impl Store {
         Ok(Store {
             conn,
             path,
+            in_memory,
             session: None,
             checkpoint: None,
         })
@@ -219,7 +237,7 @@ impl Store {
     /// actions and output records. A run plans meanwhile; nothing is written until every stage
     /// read through the prefetch is prepared. None in a session (its cache answers instead).
     pub fn prefetch(&self, stages: Vec<String>) -> Prefetch {
-        if self.session.is_some() || stages.is_empty() {
+        if self.session.is_some() || stages.is_empty() || self.in_memory {
             return Prefetch(None);
         }
         let path = self.path.clone();

@@ -170,7 +170,11 @@ pub fn watch(
     } else {
         Some(ProjectLock::acquire(&project.state_dir())?)
     };
-    let mut store = Store::open(&project.state_dir())?;
+    let mut store = if opts.dry_run {
+        Store::open_or_empty(&project.state_dir())?
+    } else {
+        Store::open(&project.state_dir())?
+    };
     if !opts.dry_run {
         // we hold the lock: nothing else writes the store while we watch
         store.keep_in_memory()?;
@@ -257,7 +261,8 @@ pub fn watch(
         busy.store(false, Ordering::SeqCst);
         store.checkpoint_in_background();
         match result {
-            Ok(report) if changed.is_empty() => print(&mut out, &report, opts.dry_run),
+            // a rebuild the spending guard held shows its table, as the first run does
+            Ok(report) if changed.is_empty() || report.held.is_some() => print(&mut out, &report, opts.dry_run),
             Ok(report) => summary(&mut out, &report, start.elapsed()),
             Err(RunError::Config(d)) => eprintln!("error: {d}"),
             Err(RunError::Failed(e)) => eprintln!("error: {e:#}"),

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::mock::{MockServer, Reply, Request};
+use common::mock::{MockServer, Reply, Request, per_model};
 use common::{Space, counts};
 use serde_json::json;
 
@@ -63,19 +63,6 @@ fn files(s: &Space, dir: &str, ext: &str) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
-}
-
-/// An answer that differs per model and prompt, so no two tasks share a call.
-fn per_model(r: &Request) -> Reply {
-    let content = format!("{} says: {}", r.model, common::mock::echo_text(&r.prompt));
-    Reply::Ok {
-        completion_tokens: content.len() as u64 / 4,
-        content: Some(content),
-        finish_reason: "stop".into(),
-        prompt_tokens: r.prompt.len() as u64 / 4,
-        cost: None,
-        served_model: None,
-    }
 }
 
 #[test]

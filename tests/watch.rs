@@ -240,12 +240,8 @@ fn salsa_re_executes_only_the_edited_templates_queries() {
     let mut project = Project::open(s.dir.path()).unwrap();
     let mut store = Store::open(&project.state_dir()).unwrap();
     let opts = RunOptions {
-        targets: Vec::new(),
-        dry_run: false,
-        refresh: Vec::new(),
-        max_cost: None,
-        provider: None,
         session: true,
+        ..Default::default()
     };
     let run = |project: &Project, store: &mut Store| {
         let r = engine::run(project, store, &opts).unwrap_or_else(|_| panic!("run failed"));

@@ -172,6 +172,20 @@ fn status_kind(code: u16) -> &'static str {
         .or_insert_with(|| Box::leak(format!("status:{code}").into_boxed_str()))
 }
 
+/// An answer that differs per model and prompt, so no two tasks share a call:
+/// `"<model> says: <echo_text>"`.
+pub fn per_model(r: &Request) -> Reply {
+    let content = format!("{} says: {}", r.model, echo_text(&r.prompt));
+    Reply::Ok {
+        completion_tokens: content.len() as u64 / 4,
+        content: Some(content),
+        finish_reason: "stop".into(),
+        prompt_tokens: r.prompt.len() as u64 / 4,
+        cost: None,
+        served_model: None,
+    }
+}
+
 /// The content `Reply::echo` answers for a prompt.
 pub fn echo_text(prompt: &str) -> String {
     let head: String = prompt.chars().take(40).collect();

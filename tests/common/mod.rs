@@ -65,10 +65,16 @@ impl Space {
         s
     }
 
-    /// Points the shipped `openrouter` provider at a mock server, with a test key and fast retries.
+    /// Points the shipped `openrouter` provider at a mock server, with a test key and fast retries,
+    /// and no spending question (the mock costs nothing; tests/money.rs tests the question).
     pub fn use_mock(&self, base_url: &str) {
         self.set_env("OPENROUTER_BASE_URL", base_url);
         self.set_env("OPENROUTER_API_KEY", "sk-test-SECRET-0123456789");
+        self.edit(
+            "pipeline.yaml",
+            "  provider: auto\n",
+            "  provider: auto\n  confirm_above_usd: 1000000\n",
+        );
         self.edit(
             "pipeline.yaml",
             "    timeout_s: 600\n",

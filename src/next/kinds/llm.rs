@@ -147,6 +147,37 @@ pub struct LlmRun {
     pub session: Option<Session>,
 }
 
+/// What a `models:` table says of each model, by its name: prices (USD per million tokens,
+/// input and output) and context length in tokens.
+#[derive(Default)]
+struct ModelFacts {
+    prices: HashMap<String, (f64, f64)>,
+    contexts: HashMap<String, u64>,
+}
+
+fn model_facts(cx: &PlanCx, models: &Ref) -> Result<ModelFacts, Diag> {
+    let mut facts = ModelFacts {
+        prices: prices(cx, models)?,
+        contexts: HashMap::new(),
+    };
+    let rows = cx.value_of(&models.stage).rows.clone().expect("a rows stage");
+    if let (Some(m), Some(c)) = (rows.column("model"), rows.column("context_tokens")) {
+        for r in 0..rows.len() {
+            let v = rows.get(r, c).trim();
+            if v.is_empty() {
+                continue;
+            }
+            let n = v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                let place = rows.place(r).map_or(String::new(), |(f, l)| format!(" in {f} line {l}"));
+                Diag::new(format!("`context_tokens` of model `{}`{place} is `{v}`, not a number of tokens", rows.id(r)))
+                    .help("give the model's context length in tokens, e.g. 200000; leave the cell empty when unknown")
+            })?;
+            facts.contexts.insert(rows.get(r, m).trim().to_owned(), n);
+        }
+    }
+    Ok(facts)
+}
+
 /// The price table of a `models:` stage: USD per million tokens (input, output) by model name.
 fn prices(cx: &PlanCx, models: &Ref) -> Result<HashMap<String, (f64, f64)>, Diag> {
     let rows = cx.value_of(&models.stage).rows.clone().expect("a rows stage");
@@ -291,7 +322,7 @@ pub fn choose(p: &Pipeline, stage: &str, declared: &str, cli: Option<&str>, env:
 /// What `plan` keeps for `execute` and `estimate`: per artifact, its prompt and model.
 struct Calls {
     items: Vec<Item>,
-    prices: HashMap<String, (f64, f64)>,
+    models: ModelFacts,
     max_tokens: u64,
 }
 
@@ -422,7 +453,7 @@ impl Stage for LlmStage {
             }
         }
         if let Some(m) = &self.models {
-            prices(cx, m)?;
+            model_facts(cx, m)?;
         }
         Ok(())
     }
@@ -464,9 +495,9 @@ impl Stage for LlmStage {
             });
             items.push(Item { prompt, model });
         }
-        let prices = match &self.models {
-            Some(m) => prices(cx, m)?,
-            None => HashMap::new(),
+        let models = match &self.models {
+            Some(m) => model_facts(cx, m)?,
+            None => ModelFacts::default(),
         };
         Ok(Planned {
             summary: Some(format!("{} calls", artifacts.len())),
@@ -474,7 +505,7 @@ impl Stage for LlmStage {
             blocked,
             data: Some(Arc::new(Calls {
                 items,
-                prices,
+                models,
                 max_tokens: choice.max_tokens(self.max_tokens),
             })),
         })
@@ -507,7 +538,7 @@ impl Stage for LlmStage {
             let price = if choice.provider.local {
                 Some((0.0, 0.0))
             } else {
-                calls.prices.get(&*item.model).copied()
+                calls.models.prices.get(&*item.model).copied()
             };
             e.3 = match (e.3, price) {
                 (Some(sum), Some((i, o))) => Some(sum + (tokens as f64 * i + calls.max_tokens as f64 * o) / 1e6),
@@ -579,7 +610,12 @@ impl Stage for LlmStage {
                 price: if choice.provider.local {
                     Some((0.0, 0.0))
                 } else {
-                    calls.prices.get(&*item.model).copied()
+                    calls.models.prices.get(&*item.model).copied()
+                },
+                context: if choice.provider.local {
+                    None
+                } else {
+                    calls.models.contexts.get(&*item.model).copied()
                 },
             });
         }
