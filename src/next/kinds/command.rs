@@ -19,22 +19,40 @@ use crate::fsutil;
 use crate::key::{Hash, Input, Manifest};
 use crate::next::engine::cx::{ExecCx, PlanCx, ValueCx};
 use crate::next::engine::fields::{FieldDoc, FieldType, Fields, maybe, req};
-use crate::next::engine::kind::{Artifact, Decl, DeclKind, Detail, Kind, Planned, Ref, Shape, Stage, Value, Work, value_hash};
+use crate::next::engine::kind::{
+    Artifact, Decl, DeclKind, Detail, Kind, Planned, Ref, Shape, Stage, Value, Work, value_hash,
+};
 use crate::next::engine::yaml::Value as Yaml;
 use crate::store::OutputRecord;
 
 pub struct CommandKind;
 
 const FIELDS: &[FieldDoc] = &[
-    req("run", FieldType::Str, "the command, run by `sh -c` in the project directory"),
-    maybe("deps", FieldType::List, "files and directories it reads (their contents are part of its key)"),
-    maybe("after", FieldType::List, "stages whose outputs it reads (their outputs are part of its key)"),
+    req(
+        "run",
+        FieldType::Str,
+        "the command, run by `sh -c` in the project directory",
+    ),
+    maybe(
+        "deps",
+        FieldType::List,
+        "files and directories it reads (their contents are part of its key)",
+    ),
+    maybe(
+        "after",
+        FieldType::List,
+        "stages whose outputs it reads (their outputs are part of its key)",
+    ),
     maybe(
         "params",
         FieldType::Map,
         "values it is run with, as environment variables DAYDREAM_PARAM_<NAME> (part of its key)",
     ),
-    req("outputs", FieldType::List, "the files it writes (each kept in the store)"),
+    req(
+        "outputs",
+        FieldType::List,
+        "the files it writes (each kept in the store)",
+    ),
 ];
 
 /// How many bytes of stdout and of stderr are kept.
@@ -78,9 +96,19 @@ impl Kind for CommandKind {
         let mut deps = Vec::new();
         for d in list(f, "deps")? {
             let path = crate::next::engine::fields::normalize(&d.value).ok_or_else(|| {
-                f.diag(format!("`deps: {}` in stage `{}` must be a relative path inside the project", d.value, f.stage), d.loc)
+                f.diag(
+                    format!(
+                        "`deps: {}` in stage `{}` must be a relative path inside the project",
+                        d.value, f.stage
+                    ),
+                    d.loc,
+                )
             })?;
-            let what = if (f.cx.exists)(&path) { DeclKind::File } else { DeclKind::Dir };
+            let what = if (f.cx.exists)(&path) {
+                DeclKind::File
+            } else {
+                DeclKind::Dir
+            };
             deps.push(Decl {
                 field: "deps",
                 path,
@@ -100,10 +128,19 @@ impl Kind for CommandKind {
             for e in map {
                 if !e.key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                     return Err(f
-                        .diag(format!("parameter `{}` of stage `{}` must be a word (letters, digits, `_`)", e.key, f.stage), e.key_loc)
+                        .diag(
+                            format!(
+                                "parameter `{}` of stage `{}` must be a word (letters, digits, `_`)",
+                                e.key, f.stage
+                            ),
+                            e.key_loc,
+                        )
                         .help("it becomes the environment variable DAYDREAM_PARAM_<NAME>"));
                 }
-                let v = e.value.scalar_text().ok_or_else(|| f.wrong("params", &e.value, "a mapping of name: value"))?;
+                let v = e
+                    .value
+                    .scalar_text()
+                    .ok_or_else(|| f.wrong("params", &e.value, "a mapping of name: value"))?;
                 params.insert(e.key.clone(), v);
             }
         }
@@ -111,12 +148,21 @@ impl Kind for CommandKind {
         let outs = list(f, "outputs")?;
         if outs.is_empty() {
             return Err(f
-                .diag(format!("stage `{}` (kind `command`) declares no `outputs`", f.stage), f.loc)
+                .diag(
+                    format!("stage `{}` (kind `command`) declares no `outputs`", f.stage),
+                    f.loc,
+                )
                 .help("list the files the command writes: they are kept in the store and restored when deleted"));
         }
         for o in outs {
             let path = crate::next::engine::fields::normalize(&o.value).ok_or_else(|| {
-                f.diag(format!("`outputs: {}` in stage `{}` must be a relative path inside the project", o.value, f.stage), o.loc)
+                f.diag(
+                    format!(
+                        "`outputs: {}` in stage `{}` must be a relative path inside the project",
+                        o.value, f.stage
+                    ),
+                    o.loc,
+                )
             })?;
             outputs.push(Decl {
                 field: "outputs",
@@ -139,14 +185,21 @@ impl Kind for CommandKind {
 fn hash_dep(root: &Path, d: &Decl) -> Result<Hash> {
     let full = root.join(&d.path);
     if full.is_file() {
-        return Ok(Hash::of(&std::fs::read(&full).with_context(|| format!("reading {}", d.path))?));
+        return Ok(Hash::of(
+            &std::fs::read(&full).with_context(|| format!("reading {}", d.path))?,
+        ));
     }
     let mut files = Vec::new();
     if full.is_dir() {
         for e in walkdir::WalkDir::new(&full).sort_by_file_name() {
             let e = e.with_context(|| format!("listing {}", d.path))?;
             if e.file_type().is_file() {
-                let rel = e.path().strip_prefix(root).unwrap_or(e.path()).to_string_lossy().into_owned();
+                let rel = e
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap_or(e.path())
+                    .to_string_lossy()
+                    .into_owned();
                 let bytes = std::fs::read(e.path()).with_context(|| format!("reading {rel}"))?;
                 files.push((rel, Hash::of(&bytes)));
             }
@@ -295,12 +348,17 @@ impl Stage for CommandStage {
         let mut d = Detail::default();
         let last_lines = |s: &str| -> Vec<String> {
             let lines: Vec<&str> = s.lines().collect();
-            lines[lines.len().saturating_sub(10)..].iter().map(|l| format!("| {l}")).collect()
+            lines[lines.len().saturating_sub(10)..]
+                .iter()
+                .map(|l| format!("| {l}"))
+                .collect()
         };
         if !status.success() {
             d.failed = self.outputs.len();
-            d.lines.push(format!("`{}` failed ({status}); its last lines:", self.run));
-            d.lines.extend(last_lines(if stderr.trim().is_empty() { &stdout } else { &stderr }));
+            d.lines
+                .push(format!("`{}` failed ({status}); its last lines:", self.run));
+            d.lines
+                .extend(last_lines(if stderr.trim().is_empty() { &stdout } else { &stderr }));
             return Ok(d);
         }
         let missing: Vec<&str> = self
@@ -311,7 +369,11 @@ impl Stage for CommandStage {
             .collect();
         if !missing.is_empty() {
             d.failed = self.outputs.len();
-            d.lines.push(format!("`{}` exited 0 but did not write {}", self.run, missing.join(", ")));
+            d.lines.push(format!(
+                "`{}` exited 0 but did not write {}",
+                self.run,
+                missing.join(", ")
+            ));
             d.lines.extend(last_lines(&stderr));
             return Ok(d);
         }
@@ -337,7 +399,10 @@ impl Stage for CommandStage {
                 size: stat.size,
                 mtime_ns: stat.mtime_ns,
             });
-            items.push((a.manifest.as_deref().cloned().expect("command outputs carry manifests"), bytes));
+            items.push((
+                a.manifest.as_deref().cloned().expect("command outputs carry manifests"),
+                bytes,
+            ));
         }
         cx.store.put_actions_with_info(
             &cx.stage.name,
@@ -347,7 +412,8 @@ impl Stage for CommandStage {
         )?;
         cx.store.put_outputs(&records)?;
         d.executed = self.outputs.len();
-        d.lines.push(format!("ran `{}` in {:.2}s", self.run, start.elapsed().as_secs_f64()));
+        d.lines
+            .push(format!("ran `{}` in {:.2}s", self.run, start.elapsed().as_secs_f64()));
         Ok(d)
     }
 }

@@ -10,7 +10,6 @@ use crate::next::engine::cx::{PlanCx, ValueCx};
 use crate::next::engine::fields::{FieldDoc, FieldType, Fields, req};
 use crate::next::engine::kind::{Decl, Kind, Planned, Ref, Shape, Stage, Value};
 use crate::next::engine::rows::{Column, Rows};
-use crate::next::kinds::table::{ID_GRAMMAR, cell_diag, valid_id};
 use crate::table::Table;
 
 pub struct ConceptsKind;
@@ -79,20 +78,7 @@ impl Stage for ConceptsStage {
         let t = Table::parse(path, &text)?;
         let id_col = t.require("concept_id")?;
         for row in &t.rows {
-            let id = t.get(row, id_col).trim();
-            if !id.is_empty() && !valid_id(id) {
-                return Err(cell_diag(
-                    &t,
-                    &text,
-                    row.line,
-                    id_col,
-                    format!(
-                        "concept_id {id:?} in {path} line {} cannot be an id: ids become file names",
-                        row.line
-                    ),
-                )
-                .help(format!("an id is {ID_GRAMMAR}")));
-            }
+            t.id(&text, row, id_col)?;
         }
         let c: Concepts = concepts::load(path, &text, &self.descriptions.path, |p| cx.text(p))?;
         let rows = Rows::new(

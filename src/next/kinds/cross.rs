@@ -11,7 +11,7 @@ use crate::next::engine::fields::{FieldDoc, FieldType, Fields, maybe, opt, req};
 use crate::next::engine::kind::{Artifact, Computed, Decl, Kind, Planned, Ref, Shape, Stage, Value, Work, value_hash};
 use crate::next::engine::rows::{Column, Format, Rows, replicate_id};
 use crate::next::engine::yaml::{Loc, Value as Yaml};
-use crate::next::kinds::table::{BOOLEANS, Cond, Filter, ID_GRAMMAR, parse_bool, parse_filters, valid_id};
+use crate::next::kinds::table::{BOOLEANS, Cond, Filter, id_grammar, parse_bool, parse_filters, valid_id};
 use crate::table::write_csv;
 
 pub struct CrossKind;
@@ -333,7 +333,7 @@ impl CrossStage {
                         ),
                         self.id.1,
                     )
-                    .help(format!("an id is {ID_GRAMMAR}")));
+                    .help(id_grammar()));
             }
         }
         let mut seen = std::collections::HashMap::with_capacity(total);

@@ -168,9 +168,14 @@ fn model_facts(cx: &PlanCx, models: &Ref) -> Result<ModelFacts, Diag> {
                 continue;
             }
             let n = v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                let place = rows.place(r).map_or(String::new(), |(f, l)| format!(" in {f} line {l}"));
-                Diag::new(format!("`context_tokens` of model `{}`{place} is `{v}`, not a number of tokens", rows.id(r)))
-                    .help("give the model's context length in tokens, e.g. 200000; leave the cell empty when unknown")
+                let place = rows
+                    .place(r)
+                    .map_or(String::new(), |(f, l)| format!(" in {f} line {l}"));
+                Diag::new(format!(
+                    "`context_tokens` of model `{}`{place} is `{v}`, not a number of tokens",
+                    rows.id(r)
+                ))
+                .help("give the model's context length in tokens, e.g. 200000; leave the cell empty when unknown")
             })?;
             facts.contexts.insert(rows.get(r, m).trim().to_owned(), n);
         }

@@ -5,8 +5,8 @@
 use crate::next::engine::spec::Registry;
 
 pub mod collect;
-pub mod command;
 pub mod combinations;
+pub mod command;
 pub mod concepts;
 pub mod cross;
 pub mod ledgers;

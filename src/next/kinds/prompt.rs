@@ -21,7 +21,7 @@ use crate::next::engine::kind::{
 use crate::next::engine::rows::{Format, Rows};
 use crate::next::engine::yaml::Loc;
 use crate::next::kinds::lookup::{Bound, Lookup, Taken, inputs_of};
-use crate::next::kinds::table::{ID_GRAMMAR, valid_id};
+use crate::next::kinds::table::{id_grammar, valid_id};
 use crate::prompt::{Renderer, Undefined};
 use crate::text::{lossy, py_strip};
 
@@ -192,7 +192,7 @@ impl PromptStage {
                         ),
                         loc,
                     )
-                    .help(format!("the values of a column in a path are {ID_GRAMMAR}")));
+                    .help(id_grammar()));
                 }
             }
             let path = format.render(|h| rows.get(r, cols.iter().find(|(n, _)| *n == h).expect("resolved").1));

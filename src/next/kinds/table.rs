@@ -145,60 +145,27 @@ impl Kind for TableKind {
 /// The accepted spellings of a boolean cell, for messages.
 pub const BOOLEANS: &str = "true/false, 1/0 or yes/no (any letter case), or empty for false";
 
-/// A boolean cell: true/false, 1/0, yes/no in any letter case; empty is false.
+/// A boolean cell: true/false, yes/no, 1/0 in any letter case; empty is false (as
+/// `Table::bool_cell`, for cells already read into rows).
 pub fn parse_bool(cell: &str) -> Option<bool> {
     let c = cell.trim();
-    if c.is_empty() {
-        return Some(false);
-    }
-    for (t, f) in [("true", "false"), ("1", "0"), ("yes", "no"), ("1.0", "0.0")] {
-        if c.eq_ignore_ascii_case(t) {
-            return Some(true);
-        }
-        if c.eq_ignore_ascii_case(f) {
-            return Some(false);
+    for (spellings, b) in [(["true", "yes", "1"], true), (["false", "no", "0"], false)] {
+        if spellings.iter().any(|s| c.eq_ignore_ascii_case(s)) {
+            return Some(b);
         }
     }
-    None
+    c.is_empty().then_some(false)
 }
 
-/// The id grammar: what may stand in a file name. Letters, digits, `.`, `_` and `-`, starting
-/// with a letter, digit or `_`, at most 128 characters.
-pub const ID_GRAMMAR: &str =
-    "letters, digits, `.`, `_` and `-`, starting with a letter, digit or `_`, at most 128 characters";
-
+/// Whether a text may stand in a file name as an id (`table::id_problem`, with the bound of a
+/// task id, the longest).
 pub fn valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        && !s.starts_with(['.', '-'])
+    crate::table::id_problem(s, crate::table::TASK_ID_MAX).is_none()
 }
 
-/// An error about one cell of a CSV file.
-pub fn cell_diag(t: &Table, text: &str, line: u32, col: usize, message: String) -> Diag {
-    let column = text
-        .lines()
-        .nth(line.saturating_sub(1) as usize)
-        .map_or(1, |l| column_of(l, col));
-    Diag::new(message).in_file(&t.file).at(Some(text), line, column)
-}
-
-/// The 1-based character column where field `col` of a CSV line starts.
-fn column_of(line: &str, col: usize) -> u32 {
-    let mut field = 0;
-    let mut quoted = false;
-    for (i, c) in line.char_indices() {
-        if field == col {
-            return line[..i].chars().count() as u32 + 1;
-        }
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => field += 1,
-            _ => {}
-        }
-    }
-    line.chars().count() as u32 + 1
+/// The id grammar, as messages state it.
+pub fn id_grammar() -> String {
+    crate::table::id_grammar(crate::table::TASK_ID_MAX)
 }
 
 impl TableStage {
@@ -222,42 +189,16 @@ impl TableStage {
         // every row's id: present, unique, fit to stand in a file name
         let mut seen: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
         for row in &t.rows {
-            let id = t.get(row, id_col).trim();
-            if id.is_empty() {
-                return Err(cell_diag(
-                    &t,
-                    &text,
-                    row.line,
-                    id_col,
-                    format!("empty `{}` in {path} line {}", t.headers[id_col], row.line),
-                )
-                .help("every row needs an id; fill it in or delete the row"));
-            }
-            if !valid_id(id) {
-                return Err(cell_diag(
-                    &t,
-                    &text,
-                    row.line,
-                    id_col,
-                    format!(
-                        "`{}` {:?} in {path} line {} cannot be an id: ids become file names",
-                        t.headers[id_col], id, row.line
-                    ),
-                )
-                .help(format!("an id is {ID_GRAMMAR}")));
-            }
+            let id = t.id(&text, row, id_col)?;
             if let Some(first) = seen.insert(id, row.line) {
-                return Err(cell_diag(
-                    &t,
-                    &text,
-                    row.line,
-                    id_col,
-                    format!(
-                        "duplicate `{}` `{id}` in {path} line {} (first at line {first})",
-                        t.headers[id_col], row.line
-                    ),
-                )
-                .help("ids must be unique"));
+                return Err(t
+                    .cell_diag(
+                        &text,
+                        row,
+                        id_col,
+                        format_args!("duplicate id `{id}` (first at line {first})"),
+                    )
+                    .help("ids must be unique"));
             }
         }
         if let Some(files) = &self.files {
@@ -278,38 +219,23 @@ impl TableStage {
                 })
                 .collect::<Result<_, _>>()?;
             for row in &t.rows {
-                for (name, c) in &cols {
-                    let v = t.get(row, *c).trim();
-                    if !valid_id(v) {
-                        return Err(cell_diag(
-                            &t,
-                            &text,
-                            row.line,
-                            *c,
-                            format!(
-                                "`{name}` {v:?} in {path} line {} names a file, and cannot: it must be {ID_GRAMMAR}",
-                                row.line
-                            ),
-                        ));
-                    }
+                for (_, c) in &cols {
+                    t.id(&text, row, *c)?;
                 }
                 let file = f.render(|h| {
                     let c = cols.iter().find(|(n, _)| n == h).expect("checked").1;
                     t.get(row, c).trim()
                 });
                 if !cx.exists(&file) {
-                    return Err(cell_diag(
-                        &t,
-                        &text,
-                        row.line,
-                        cols.first().map_or(0, |c| c.1),
-                        format!(
-                            "row `{}` in {path} line {} has no file {file}",
-                            t.get(row, id_col).trim(),
-                            row.line
-                        ),
-                    )
-                    .help(format!("create {file}, or delete the row from {path}")));
+                    let c = cols.first().map_or(0, |c| c.1);
+                    return Err(t
+                        .cell_diag(
+                            &text,
+                            row,
+                            c,
+                            format_args!("row `{}` has no file {file}", t.get(row, id_col).trim()),
+                        )
+                        .help(format!("create {file}, or delete the row from {path}")));
                 }
             }
         }
@@ -335,24 +261,7 @@ impl TableStage {
                 let cell = t.get(row, *c);
                 let pass = match &flt.cond {
                     Cond::Text(v) => cell.trim() == v,
-                    Cond::Bool(b) => match parse_bool(cell) {
-                        Some(x) => x == *b,
-                        None => {
-                            return Err(cell_diag(
-                                &t,
-                                &text,
-                                row.line,
-                                *c,
-                                format!(
-                                    "`{}` of row `{}` in {path} line {} is {cell:?}, not a boolean",
-                                    flt.column,
-                                    t.get(row, id_col).trim(),
-                                    row.line
-                                ),
-                            )
-                            .help(format!("write {BOOLEANS}")));
-                        }
-                    },
+                    Cond::Bool(b) => t.bool_cell(&text, row, *c)? == *b,
                 };
                 ok &= pass;
             }
@@ -453,33 +362,5 @@ mod tests {
         for bad in ["y", "2", "active", "tru"] {
             assert_eq!(parse_bool(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn ids_are_file_names() {
-        for ok in ["gemini_2.5_flash", "qwen3-235b-a22b", "creative-synthesis-v6", "_x"] {
-            assert!(valid_id(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "a/b",
-            "x/../../y",
-            "a\nb",
-            "-x",
-            &"a".repeat(129),
-            "a:b",
-            "a b",
-        ] {
-            assert!(!valid_id(bad), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn csv_columns_are_found_by_position() {
-        assert_eq!(column_of("a,b,c", 0), 1);
-        assert_eq!(column_of("a,b,c", 2), 5);
-        assert_eq!(column_of("\"x,y\",b", 1), 7);
     }
 }
