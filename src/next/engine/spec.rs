@@ -581,8 +581,9 @@ fn check_paths(p: &Pipeline) -> Result<(), Diag> {
 fn yaml_diag(file: &str, source: &str, e: yaml::Error) -> Diag {
     match e {
         yaml::Error::Duplicate(d) => Diag::new(format!(
-            "{file}: `{}` is given twice in one mapping (first at line {})",
-            d.key, d.first.line
+            "{file}: `{}` is given twice in one mapping{}",
+            d.key,
+            if d.first.line > 0 { format!(" (first at line {})", d.first.line) } else { String::new() }
         ))
         .in_file(file)
         .at(Some(source), d.again.line, d.again.column)

@@ -341,8 +341,7 @@ impl Stage for CommandStage {
         let stderr = reader.join().unwrap_or_default();
         let status = child.wait().context("waiting for the command")?;
         let tail = |b: &[u8]| -> String {
-            let text = String::from_utf8_lossy(&b[b.len().saturating_sub(KEPT)..]).into_owned();
-            text
+            String::from_utf8_lossy(&b[b.len().saturating_sub(KEPT)..]).into_owned()
         };
         let (stdout, stderr) = (tail(&stdout), tail(&stderr));
         let mut d = Detail::default();
