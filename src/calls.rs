@@ -34,14 +34,52 @@ pub struct PendingCall {
     pub prompt_in_store: Option<Hash>,
     pub spec: CallSpec,
     pub path: String,
-    /// Other tasks asking exactly the same call (same key): (task, path). They share its answer.
-    pub also: Vec<(String, String)>,
+    /// Other tasks asking exactly the same call (same key). They share its answer.
+    pub also: Vec<Sharer>,
     pub materialize: bool,
     /// USD per million tokens (input, output), when known.
     pub price: Option<(f64, f64)>,
 }
 
+/// A task that shares the answer of another task's call (the local model answers every model
+/// name with its one model, so the tasks of one prompt share a call).
+#[derive(Clone, Debug)]
+pub struct Sharer {
+    pub task: String,
+    pub path: String,
+    /// The model the task names.
+    pub model: String,
+}
+
 impl PendingCall {
+    /// Every task of the call, the first first: (task, path, model requested).
+    fn targets(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        std::iter::once((self.task.as_str(), self.path.as_str(), self.spec.model.as_str())).chain(
+            self.also
+                .iter()
+                .map(|s| (s.task.as_str(), s.path.as_str(), s.model.as_str())),
+        )
+    }
+
+    /// The call's record as told to each of its tasks: its own task and requested model, and
+    /// the other tasks it shares the answer with.
+    fn records_per_task<'c>(&'c self, record: &'c CallRecord) -> impl Iterator<Item = (&'c str, CallRecord)> {
+        self.targets().map(move |(task, path, model)| {
+            let mut r = record.clone();
+            if !self.also.is_empty() {
+                r.task = task.to_owned();
+                r.model_requested = model.to_owned();
+                r.shared_with = self
+                    .targets()
+                    .map(|t| t.0)
+                    .filter(|t| *t != task)
+                    .map(str::to_owned)
+                    .collect();
+            }
+            (path, r)
+        })
+    }
+
     /// The most this call can cost: its prompt at ~4 characters a token, and max_tokens out.
     pub fn worst_cost(&self) -> Option<f64> {
         self.price
@@ -81,6 +119,11 @@ pub struct CallRecord {
     /// The file this answer was adopted from by `daydream import` (no call was made).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported_from: Option<String>,
+    /// The other tasks this call answered: they asked the very same call (with the local model,
+    /// which serves every model name, all tasks of one prompt do). `task` and `model_requested`
+    /// are this record's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_with: Vec<String>,
 }
 
 /// Run-wide limits shared by every LLM stage of a run.
@@ -553,7 +596,30 @@ fn record_of(call: &PendingCall, o: &Outcome, ep: &Endpoint, stage: &str) -> Cal
         timestamp: crate::clock::now_utc(),
         key: call.key,
         imported_from: None,
+        shared_with: call.also.iter().map(|s| s.task.clone()).collect(),
     }
+}
+
+/// The record of `task`'s (of `stage`) answer to the call `key` (JSON): the one written when the call was
+/// made; for a task that came to an answer already in the store (it asks what another task
+/// asked), the answer's record named for this task and its `model`.
+pub fn task_record(store: &Store, stage: &str, key: &Hash, task: &str, model: &str) -> Result<Option<String>> {
+    if let Some(own) = store.answered_call(stage, key, task)? {
+        return Ok(Some(own));
+    }
+    let Some(info) = store.action_info(key)? else {
+        return Ok(None);
+    };
+    let Ok(mut r) = serde_json::from_str::<CallRecord>(&info) else {
+        return Ok(Some(info));
+    };
+    if r.task != task {
+        let first = std::mem::replace(&mut r.task, task.to_owned());
+        r.shared_with.retain(|t| t != task);
+        r.shared_with.insert(0, first);
+        r.model_requested = model.to_owned();
+    }
+    Ok(Some(serde_json::to_string(&r).expect("record serializes")))
 }
 
 /// The sidecar path beside a response: `<id>.txt` -> `<id>.json`.
@@ -603,21 +669,20 @@ fn writer_loop(
                 .flat_map(|f| {
                     let success = matches!(f.outcome.status.as_str(), "ok")
                         || (f.outcome.status == "truncated" && !truncation_fails);
-                    let record = serde_json::to_string(&f.record).expect("record serializes");
                     let response =
                         success.then(|| f.outcome.reply.as_ref().map(|r| r.text.clone()).unwrap_or_default());
-                    std::iter::once(&f.call.task)
-                        .chain(f.call.also.iter().map(|(t, _)| t))
+                    f.call
+                        .records_per_task(&f.record)
                         .enumerate()
-                        .map(move |(i, task)| CallRow {
+                        .map(move |(i, (_, record))| CallRow {
                             key: f.call.key,
                             stage: stage.to_owned(),
-                            task: task.clone(),
+                            task: record.task.clone(),
                             status: f.outcome.status.clone(),
                             manifest: f.call.manifest.clone(),
                             // one answer per key: the other tasks share it
                             response: if i == 0 { response.clone() } else { None },
-                            record: record.clone(),
+                            record: serde_json::to_string(&record).expect("record serializes"),
                         })
                 })
                 .collect();
@@ -663,17 +728,14 @@ fn writer_loop(
                                 .map(|r| r.text.clone())
                                 .unwrap_or_default()
                                 .into_bytes();
-                            let sidecar = serde_json::to_vec_pretty(&f.record).expect("record serializes");
-                            let targets = std::iter::once((&f.call.task, &f.call.path))
-                                .chain(f.call.also.iter().map(|(t, p)| (t, p)));
-                            for (task, path) in targets {
+                            for (path, record) in f.call.records_per_task(&f.record) {
                                 to_write.push((
-                                    path.clone(),
+                                    path.to_owned(),
                                     text.clone(),
                                     sidecar_path(path),
-                                    sidecar.clone(),
+                                    serde_json::to_vec_pretty(&record).expect("record serializes"),
                                     f.call.key,
-                                    task.clone(),
+                                    record.task,
                                 ));
                             }
                         }
@@ -766,11 +828,15 @@ impl Session {
         let mut out: Vec<PendingCall> = Vec::with_capacity(pending.len());
         let mut by_key: HashMap<Hash, usize> = HashMap::new();
         for a in pending {
-            let crate::engine::Source::Call { prompt, .. } = &a.source else {
+            let crate::engine::Source::Call { prompt, grammar, .. } = &a.source else {
                 continue;
             };
             if let Some(&i) = by_key.get(&a.key) {
-                out[i].also.push((a.task.clone().unwrap_or_default(), a.path.clone()));
+                out[i].also.push(Sharer {
+                    task: a.task.clone().unwrap_or_default(),
+                    path: a.path.clone(),
+                    model: a.model.as_deref().unwrap_or_default().to_owned(),
+                });
                 continue;
             }
             by_key.insert(a.key, out.len());
@@ -800,6 +866,7 @@ impl Session {
                     prompt: text,
                     temperature,
                     max_tokens,
+                    grammar: grammar.clone(),
                 },
                 path: a.path.clone(),
                 also: Vec::new(),
@@ -879,6 +946,7 @@ impl Session {
             backoff_base: Duration::from_millis(p.backoff_base_ms),
             backoff_max: Duration::from_secs_f64(p.backoff_max_s.0),
             empty_retries: p.empty_retries,
+            redactor: choice.redactor.clone(),
         };
         let limits = self
             .limits

@@ -184,7 +184,14 @@ fn explain_one(
     let call = match planned {
         Some((sp, a)) if sp.stage.kind.is_llm() => {
             let key = record.map_or(a.key, |r| r.key);
-            match store.action_info(&key)? {
+            let own = crate::calls::task_record(
+                store,
+                &sp.stage.name,
+                &key,
+                a.task.as_deref().unwrap_or_default(),
+                a.model.as_deref().unwrap_or_default(),
+            )?;
+            match own {
                 Some(info) => Some(info),
                 None => a
                     .task
@@ -303,6 +310,18 @@ impl std::fmt::Display for Explanation {
             if let Some(id) = c["response_id"].as_str() {
                 writeln!(f, "  response {id}")?;
             }
+        }
+        if let Some(c) = &self.call
+            && let Some(others) = c["shared_with"].as_array().filter(|o| !o.is_empty())
+        {
+            let names: Vec<&str> = others.iter().filter_map(|t| t.as_str()).collect();
+            writeln!(
+                f,
+                "  shared   one answer for this task and {} other{} asking the very same call: {}",
+                names.len(),
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", ")
+            )?;
         }
         if let Some(h) = &self.output_hash {
             writeln!(f, "  output   {}", h.short())?;

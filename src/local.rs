@@ -16,9 +16,11 @@
 //! - listen on anything but `127.0.0.1` (the host is hard-coded, not an option);
 //! - use a half-created environment: the environment is built in a temporary directory under an
 //!   exclusive lock, marked complete by a file written last, and renamed into place;
-//! - outlive daydream: the launcher stops on SIGTERM/SIGINT and also when its stdin (a pipe held by
-//!   this process) reaches end of file, which happens even when daydream is killed with `kill -9`;
-//!   it runs in its own process group, so a Ctrl-C reaches daydream only, which then stops it;
+//! - outlive daydream: daydream stops it (SIGTERM) when done; on Linux the kernel kills it
+//!   (`PR_SET_PDEATHSIG`, SIGKILL) the moment daydream dies, even by `kill -9` and even in the
+//!   middle of an answer; elsewhere, and as a second line, the launcher stops when its stdin (a
+//!   pipe held by this process) reaches end of file, once the answer in progress is done. It runs
+//!   in its own process group, so a Ctrl-C reaches daydream only, which then stops it;
 //! - download anything at run time, or build anything from source (`pip --only-binary :all:`).
 
 use std::ffi::OsString;
@@ -67,6 +69,14 @@ ap.add_argument("--cache-ram-mib", type=int, default=128)
 ap.add_argument("--llama-server", help="run this llama-server binary instead of the embedded server")
 a = ap.parse_args()
 
+def die_with_launcher():
+    # Linux: the kernel kills llama-server when this launcher dies (as daydream does for the launcher)
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
 signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -102,7 +112,8 @@ if a.llama_server:
     if "--cache-ram" in help_text:
         cmd += ["--cache-ram", str(a.cache_ram_mib)]
     print("launcher: running", " ".join(cmd), flush=True)
-    child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+    child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                             preexec_fn=die_with_launcher if sys.platform.startswith("linux") else None)
     while not stop.wait(0.2):
         if child.poll() is not None:
             print(f"launcher: llama-server exited with {child.returncode}", file=sys.stderr, flush=True)
@@ -435,9 +446,7 @@ fn spawn(
         .stdin(Stdio::piped())
         .stdout(log)
         .stderr(log2);
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("running {}", venv_python(venv).display()))?;
+    let mut child = spawn_tied(cmd).with_context(|| format!("running {}", venv_python(venv).display()))?;
     let stdin = child.stdin.take();
     Ok(LocalServer {
         pid: child.id(),
@@ -448,6 +457,55 @@ fn spawn(
         model: opts.alias.clone(),
         log_path,
     })
+}
+
+/// Spawns `cmd` as a child that the kernel kills (SIGKILL) when daydream dies, however it dies.
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child ends, not the process: servers
+/// started from a short-lived thread (as `start_many` does) would die with it. So every child is
+/// forked by one thread that lives as long as the process. A daydream that died between the fork
+/// and the `prctl` sends no signal: the child then sees another parent and exits at once.
+fn spawn_tied(mut cmd: Command) -> std::io::Result<Child> {
+    #[cfg(target_os = "linux")]
+    {
+        let parent = std::process::id();
+        // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid), no allocation
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
+    type Job = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> = std::sync::OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("daydream-spawner".into())
+            // never ends: the sender lives in a static
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("starting the thread that starts local servers");
+        std::sync::Mutex::new(tx)
+    });
+    let (reply, answer) = std::sync::mpsc::channel();
+    spawner
+        .lock()
+        .expect("spawner lock")
+        .send((cmd, reply))
+        .map_err(|_| std::io::Error::other("the thread that starts local servers is gone"))?;
+    answer
+        .recv()
+        .map_err(|_| std::io::Error::other("the thread that starts local servers is gone"))?
 }
 
 /// A port that was free a moment ago (the server binds it next; a lost race is retried once).

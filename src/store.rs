@@ -207,12 +207,90 @@ impl Store {
                 path.display()
             ),
         }
-        Ok(Store {
+        let mut store = Store {
             conn,
             path,
             session: None,
             checkpoint: None,
-        })
+        };
+        store
+            .key_calls_by_normalised_endpoint()
+            .with_context(|| format!("upgrading the store {}", store.path.display()))?;
+        Ok(store)
+    }
+
+    /// Once per store: every LLM answer recorded under an endpoint spelled otherwise than
+    /// `llmstage::endpoint_identity` spells it (stores written before endpoints were normalised:
+    /// `http://127.0.0.1:8080/v1/`) is also recorded under the normalised key, and the records of
+    /// its files follow, so that no paid answer is asked again. The old actions stay.
+    fn key_calls_by_normalised_endpoint(&mut self) -> Result<()> {
+        const DONE: &str = "call_endpoints_normalised";
+        let done: Option<String> = self
+            .conn
+            .query_row("SELECT v FROM meta WHERE k=?1", [DONE], |r| r.get(0))
+            .optional()?;
+        if done.is_some() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        let mut adopted = 0usize;
+        {
+            let mut read =
+                tx.prepare("SELECT key, stage, manifest, output, created_at, info FROM actions WHERE kind=?1")?;
+            let rows = read
+                .query_map([crate::llmstage::CALL_KIND], |r| {
+                    Ok((
+                        hash_col(r, 0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        hash_col(r, 3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut add = tx.prepare(
+                "INSERT OR IGNORE INTO actions(key, stage, kind, manifest, output, created_at, info) VALUES(?1,?2,?3,?4,?5,?6,?7)",
+            )?;
+            let mut follow = tx.prepare("UPDATE outputs SET key=?2 WHERE key=?1")?;
+            let mut drop_old = tx.prepare("DELETE FROM actions WHERE key=?1")?;
+            for (old, stage, manifest, output, created_at, info) in rows {
+                let Ok(mut m) = serde_json::from_str::<Manifest>(&manifest) else {
+                    continue;
+                };
+                let Some(endpoint) = m.params.get("endpoint").filter(|e| !e.starts_with("local:")) else {
+                    continue;
+                };
+                let normal = crate::llmstage::endpoint_identity(endpoint);
+                let has_userinfo = crate::secrets::without_userinfo(endpoint) != *endpoint;
+                if normal == *endpoint {
+                    continue;
+                }
+                m.params.insert("endpoint".into(), normal);
+                let new = m.key();
+                add.execute(params![
+                    &new.0[..],
+                    stage,
+                    m.kind,
+                    m.to_json(),
+                    &output.0[..],
+                    created_at,
+                    info
+                ])?;
+                follow.execute(params![&old.0[..], &new.0[..]])?;
+                if has_userinfo {
+                    // a password has no business in the store
+                    drop_old.execute([&old.0[..]])?;
+                }
+                adopted += 1;
+            }
+        }
+        tx.execute(
+            "INSERT INTO meta(k, v) VALUES(?1, ?2)",
+            params![DONE, adopted.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Starts reading, on a second connection and thread, what `prepare` reads of `stages`: their
@@ -444,6 +522,25 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Whether an action of `key` is recorded.
+    pub fn has_action(&self, key: &Hash) -> Result<bool> {
+        let mut st = self.conn.prepare_cached("SELECT 1 FROM actions WHERE key=?1")?;
+        Ok(st.query_row([&key.0[..]], |_| Ok(())).optional()?.is_some())
+    }
+
+    /// Every endpoint LLM answers are recorded under (`endpoint` of their manifests).
+    pub fn call_endpoints(&self) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT DISTINCT json_extract(manifest, '$.params.endpoint') FROM actions WHERE kind=?1 ORDER BY 1",
+        )?;
+        let rows = st.query_map([crate::llmstage::CALL_KIND], |r| r.get::<_, Option<String>>(0))?;
+        Ok(rows
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
     /// The call record kept with an LLM action.
     pub fn action_info(&self, key: &Hash) -> Result<Option<String>> {
         let mut st = self.conn.prepare_cached("SELECT info FROM actions WHERE key=?1")?;
@@ -501,6 +598,17 @@ impl Store {
         }
         tx.commit().context("committing LLM responses to the store")?;
         Ok(())
+    }
+
+    /// The record of the latest call of `task` (of `stage`) that answered `key`.
+    pub fn answered_call(&self, stage: &str, key: &Hash, task: &str) -> Result<Option<String>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT record FROM calls WHERE stage=?1 AND task=?2 AND key=?3
+             AND status IN ('ok', 'truncated', 'imported') ORDER BY id DESC LIMIT 1",
+        )?;
+        Ok(st
+            .query_row(params![stage, task, &key.0[..]], |r| r.get(0))
+            .optional()?)
     }
 
     /// The latest call record of every task of a stage: (status, record JSON).

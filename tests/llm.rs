@@ -683,7 +683,7 @@ fn explain_a_response_shows_model_tokens_cost_and_its_key() {
         "temperature=0.7",
         "max_tokens=8192",
         "replicate=1",
-        "endpoint=http://127.0.0.1:",
+        "endpoint=http://localhost:",
         "prompt",
         "served vendor/a-2025",
         "tokens 321 in, 12 out",
@@ -939,6 +939,7 @@ fn calls_spread_over_servers_one_request_each() {
         backoff_base: Duration::from_millis(10),
         backoff_max: Duration::from_millis(10),
         empty_retries: 0,
+        redactor: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -958,6 +959,7 @@ fn calls_spread_over_servers_one_request_each() {
                         prompt: Arc::from(format!("prompt {i}")),
                         temperature: 0.7,
                         max_tokens: 16,
+                        grammar: None,
                     };
                     llm::call(&client, &ep, &prepared, &spec, &Open, i).await
                 })
