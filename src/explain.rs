@@ -380,6 +380,33 @@ pub struct StageStatus {
     pub waiting: usize,
 }
 
+/// For a stage answered by the local model: which model answered, in place of the models its tasks
+/// name (empty otherwise). Read from the keys of the answers the store holds.
+fn offline_note(artifacts: &[Artifact], known: &crate::key::FastMap<Hash, Hash>) -> String {
+    let mut answered = 0;
+    let mut served = std::collections::BTreeSet::new();
+    for a in artifacts.iter().filter(|a| known.contains_key(&a.key)) {
+        let Some(m) = &a.manifest else { continue };
+        if m.params.get("endpoint").is_some_and(|e| e.starts_with("local:")) {
+            answered += 1;
+            served.extend(m.params.get("model").cloned());
+        }
+    }
+    if answered == 0 {
+        return String::new();
+    }
+    let served: Vec<String> = served.into_iter().collect();
+    format!(
+        " ({}answered offline by the local model {}, not by the models named)",
+        if answered == artifacts.len() {
+            String::new()
+        } else {
+            format!("{answered} ")
+        },
+        served.join(", ")
+    )
+}
+
 pub fn status(project: &Project, store: &mut Store, targets: &[String]) -> Result<Vec<StageStatus>, RunError> {
     let (plan, stages) = crate::engine::survey(project, store, targets)?;
     let mut out = Vec::new();
@@ -403,6 +430,9 @@ pub fn status(project: &Project, store: &mut Store, targets: &[String]) -> Resul
             waiting: report.blocked,
             ..Default::default()
         };
+        if llm {
+            s.summary.push_str(&offline_note(&report.artifacts, &known));
+        }
         for a in &report.artifacts {
             if llm
                 && !known.contains_key(&a.key)

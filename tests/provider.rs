@@ -284,3 +284,161 @@ fn one_endpoint_spelled_two_ways_costs_nothing_and_a_changed_one_says_so() {
     );
     assert_eq!((mock.count(), other.count()), (10, 0));
 }
+
+/// The local model as the mock plays it: one model answering every name; an evaluation sent with
+/// a grammar ends in its score line, anything else is prose.
+fn local_model(r: &Request) -> Reply {
+    let content = match r.body.get("grammar") {
+        Some(_) => "A fair essay, if short.\nSCORE: 4".to_owned(),
+        None => format!("An essay on {}", common::mock::echo_text(&r.prompt)),
+    };
+    Reply::Ok {
+        completion_tokens: 10,
+        content: Some(content),
+        finish_reason: "stop".into(),
+        prompt_tokens: 20,
+        cost: None,
+        served_model: Some("smollm2-135m-instruct-q4_1".into()),
+    }
+}
+
+fn json(s: &Space, rel: &str) -> serde_json::Value {
+    serde_json::from_str(&s.read(rel)).unwrap()
+}
+
+#[test]
+fn tasks_sharing_the_local_models_answer_are_each_told_as_themselves_and_the_run_says_offline() {
+    let mock = MockServer::start(local_model);
+    let s = small(&mock, &["vendor/a", "vendor/b", "vendor/c"]);
+    s.set_env("DAYDREAM_PROVIDER", "local");
+    s.set_env("LOCAL_BASE_URL", &mock.base_url());
+    let out = s.ok(&["run"]);
+    // the three models' tasks of a combination ask one call, and so do their evaluations
+    assert_eq!(mock.count(), 5 + 5, "{out}");
+    let combo = "combo_v1_13c725cf02fa_creative-synthesis-v6";
+    let gen_dir = "data/3_generation/generation_responses";
+    let ids: Vec<String> = (0..3).map(|i| format!("{combo}_g{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let meta = json(&s, &format!("{gen_dir}/{id}.json"));
+        assert_eq!(meta["task"], id.as_str(), "{meta}");
+        assert_eq!(
+            meta["model_requested"],
+            ["vendor/a", "vendor/b", "vendor/c"][i],
+            "{meta}"
+        );
+        assert_eq!(meta["model_served"], "smollm2-135m-instruct-q4_1", "{meta}");
+        let mut others: Vec<&str> = ids.iter().filter(|o| *o != id).map(String::as_str).collect();
+        let mut shared: Vec<&str> = meta["shared_with"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        others.sort();
+        shared.sort();
+        assert_eq!(shared, others, "{meta}");
+    }
+    // explain reads the task's own record
+    let explained: serde_json::Value = serde_json::from_str(&s.ok(&["explain", "--json", &ids[1]])).unwrap();
+    let call = &explained
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["stage"] == "generation_response")
+        .unwrap()["call"];
+    assert_eq!(
+        (call["task"].as_str(), call["model_requested"].as_str()),
+        (Some(ids[1].as_str()), Some("vendor/b"))
+    );
+    let text = s.ok(&["explain", &ids[1]]);
+    assert!(
+        text.contains("call     vendor/b via local, served smollm2-135m-instruct-q4_1")
+            && text.contains("shared   one answer for this task and 2 others asking the very same call"),
+        "{text}"
+    );
+
+    // evaluations of the local model are held to a grammar ending in the template's score line
+    let evals: Vec<Request> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.prompt.contains("SCORE"))
+        .collect();
+    assert_eq!(evals.len(), 5);
+    for r in &evals {
+        let g = r.body["grammar"].as_str().expect("an evaluation carries its grammar");
+        assert!(
+            g.contains(r#"line "\nSCORE: " score"#) && g.contains(r#"score ::= "0" | "1""#) && g.contains(r#""9""#),
+            "{g}"
+        );
+        assert!(!g.contains(r#""10""#), "style-coherence is scored 0-9: {g}");
+        assert_eq!(r.max_tokens, Some(128));
+    }
+    assert!(
+        mock.requests()
+            .iter()
+            .filter(|r| !r.prompt.contains("SCORE"))
+            .all(|r| r.body.get("grammar").is_none())
+    );
+    let scores = s.read("data/5_parsing/parsed_scores.csv");
+    assert_eq!(scores.lines().count(), 1 + 15, "{scores}");
+    assert!(!scores.contains("Parse error"), "{scores}");
+
+    // status and the report say the answers are the local model's
+    let status = s.ok(&["status"]);
+    let line = status.lines().find(|l| l.starts_with("generation_response")).unwrap();
+    assert!(
+        line.contains("answered offline by the local model smollm2-135m-instruct-q4_1, not by the models named"),
+        "{status}"
+    );
+    let page = s.read("data/6_summary/report.html");
+    assert!(page.contains("<title>DayDreaming experiment: results (offline, local model)</title>"));
+    assert!(
+        page.contains("<strong>Offline run.</strong> 30 of 30 answers came from the local model <code>smollm2-135m-instruct-q4_1</code> (SmolLM2-135M-Instruct"),
+        "{page}"
+    );
+    for model in ["vendor/a", "vendor/b", "vendor/c"] {
+        assert!(
+            page.contains(&format!(
+                "<td><code>generation_response</code></td><td><code>{model}</code></td><td><code>smollm2-135m-instruct-q4_1</code></td><td class=\"n\">5</td>"
+            )),
+            "{model}: {page}"
+        );
+    }
+    assert!(!page.contains("never"), "{page}");
+    assert!(page.contains("Read anew by every run, writing no file: <code>concepts</code>"));
+
+    // a lost file comes back with its own record; a task that comes later to an answer the store
+    // has is told as itself, with no call
+    std::fs::remove_file(s.path(&format!("{gen_dir}/{}.json", ids[2]))).unwrap();
+    std::fs::remove_file(s.path(&format!("{gen_dir}/{}.txt", ids[2]))).unwrap();
+    let models = s.read("data/1_raw/llm_models.csv");
+    s.write(
+        "data/1_raw/llm_models.csv",
+        &models.replace("\njudge,", "\ng3,vendor/d,true,false,1.0,2.0\njudge,"),
+    );
+    s.ok(&["run"]);
+    assert_eq!(mock.count(), 10);
+    let restored = json(&s, &format!("{gen_dir}/{}.json", ids[2]));
+    assert_eq!(
+        (restored["task"].as_str(), restored["model_requested"].as_str()),
+        (Some(ids[2].as_str()), Some("vendor/c"))
+    );
+    let later = json(&s, &format!("{gen_dir}/{combo}_g3.json"));
+    assert_eq!(later["task"], format!("{combo}_g3"));
+    assert_eq!(later["model_requested"], "vendor/d");
+    assert!(
+        later["shared_with"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == ids[0].as_str()),
+        "{later}"
+    );
+
+    // a remote provider is sent no grammar
+    s.set_env("DAYDREAM_PROVIDER", "openrouter");
+    s.ok(&["run"]);
+    let remote: Vec<Request> = mock.requests().into_iter().skip(10).collect();
+    assert!(remote.len() >= 20);
+    assert!(remote.iter().all(|r| r.body.get("grammar").is_none()));
+}
