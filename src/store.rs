@@ -16,6 +16,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::key::{FastMap, Hash, Manifest};
 
+mod upgrade;
+
 const SCHEMA_VERSION: i64 = 1;
 
 /// Commits that are synced to disk: every commit but those `Store::recomputable` makes.
@@ -217,80 +219,6 @@ impl Store {
             .key_calls_by_normalised_endpoint()
             .with_context(|| format!("upgrading the store {}", store.path.display()))?;
         Ok(store)
-    }
-
-    /// Once per store: every LLM answer recorded under an endpoint spelled otherwise than
-    /// `llmstage::endpoint_identity` spells it (stores written before endpoints were normalised:
-    /// `http://127.0.0.1:8080/v1/`) is also recorded under the normalised key, and the records of
-    /// its files follow, so that no paid answer is asked again. The old actions stay.
-    fn key_calls_by_normalised_endpoint(&mut self) -> Result<()> {
-        const DONE: &str = "call_endpoints_normalised";
-        let done: Option<String> = self
-            .conn
-            .query_row("SELECT v FROM meta WHERE k=?1", [DONE], |r| r.get(0))
-            .optional()?;
-        if done.is_some() {
-            return Ok(());
-        }
-        let tx = self.conn.transaction()?;
-        let mut adopted = 0usize;
-        {
-            let mut read =
-                tx.prepare("SELECT key, stage, manifest, output, created_at, info FROM actions WHERE kind=?1")?;
-            let rows = read
-                .query_map([crate::llmstage::CALL_KIND], |r| {
-                    Ok((
-                        hash_col(r, 0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        hash_col(r, 3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, Option<String>>(5)?,
-                    ))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut add = tx.prepare(
-                "INSERT OR IGNORE INTO actions(key, stage, kind, manifest, output, created_at, info) VALUES(?1,?2,?3,?4,?5,?6,?7)",
-            )?;
-            let mut follow = tx.prepare("UPDATE outputs SET key=?2 WHERE key=?1")?;
-            let mut drop_old = tx.prepare("DELETE FROM actions WHERE key=?1")?;
-            for (old, stage, manifest, output, created_at, info) in rows {
-                let Ok(mut m) = serde_json::from_str::<Manifest>(&manifest) else {
-                    continue;
-                };
-                let Some(endpoint) = m.params.get("endpoint").filter(|e| !e.starts_with("local:")) else {
-                    continue;
-                };
-                let normal = crate::llmstage::endpoint_identity(endpoint);
-                let has_userinfo = crate::secrets::without_userinfo(endpoint) != *endpoint;
-                if normal == *endpoint {
-                    continue;
-                }
-                m.params.insert("endpoint".into(), normal);
-                let new = m.key();
-                add.execute(params![
-                    &new.0[..],
-                    stage,
-                    m.kind,
-                    m.to_json(),
-                    &output.0[..],
-                    created_at,
-                    info
-                ])?;
-                follow.execute(params![&old.0[..], &new.0[..]])?;
-                if has_userinfo {
-                    // a password has no business in the store
-                    drop_old.execute([&old.0[..]])?;
-                }
-                adopted += 1;
-            }
-        }
-        tx.execute(
-            "INSERT INTO meta(k, v) VALUES(?1, ?2)",
-            params![DONE, adopted.to_string()],
-        )?;
-        tx.commit()?;
-        Ok(())
     }
 
     /// Starts reading, on a second connection and thread, what `prepare` reads of `stages`: their
