@@ -280,8 +280,14 @@ impl Drop for KillOnDrop {
 /// at once. One is first stopped with SIGSTOP, as a server too busy to see that its stdin closed
 /// (the launcher's own way out, which waits for the answer in progress): only the kernel's signal
 /// on daydream's death (`PR_SET_PDEATHSIG`) ends it.
+///
+/// This test process takes in the orphans (a child subreaper): were they left to init, their
+/// process group would be orphaned with a stopped member, and the kernel would wake it with
+/// SIGHUP, which ends it whatever daydream did.
 #[test]
 fn a_run_killed_with_sigkill_leaves_no_server_behind() {
+    // SAFETY: plain syscall; it only changes who reaps this process's orphaned descendants
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
     let s = common::Space::shipped_with_llm();
     let mut run = s
         .command(&["run"])
@@ -309,6 +315,8 @@ fn a_run_killed_with_sigkill_leaves_no_server_behind() {
         wait_until(&format!("port {port} closes"), Duration::from_secs(5), || {
             !port_open(port)
         });
+        // SAFETY: reaps the zombie of an orphan this process took in
+        unsafe { libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG) };
     }
 }
 

@@ -435,6 +435,27 @@ fn tasks_sharing_the_local_models_answer_are_each_told_as_themselves_and_the_run
         "{later}"
     );
 
+    // a store of the version before holds the first task's record for every task of the call
+    let db = rusqlite::Connection::open(s.path(".daydream/store.db")).unwrap();
+    db.execute(
+        "UPDATE calls SET record=(SELECT record FROM calls WHERE task=?1 ORDER BY id LIMIT 1) WHERE task=?2",
+        [&ids[0], &ids[1]],
+    )
+    .unwrap();
+    drop(db);
+    for ext in ["json", "txt"] {
+        std::fs::remove_file(s.path(&format!("{gen_dir}/{}.{ext}", ids[1]))).unwrap();
+    }
+    let text = s.ok(&["explain", &ids[1]]);
+    assert!(text.contains("call     vendor/b via local"), "{text}");
+    s.ok(&["run"]);
+    let restored = json(&s, &format!("{gen_dir}/{}.json", ids[1]));
+    assert_eq!(
+        (restored["task"].as_str(), restored["model_requested"].as_str()),
+        (Some(ids[1].as_str()), Some("vendor/b"))
+    );
+    assert_eq!(mock.count(), 10);
+
     // a remote provider is sent no grammar
     s.set_env("DAYDREAM_PROVIDER", "openrouter");
     s.ok(&["run"]);

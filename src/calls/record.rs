@@ -111,25 +111,28 @@ pub(super) fn record_of(call: &PendingCall, o: &Outcome, ep: &Endpoint, stage: &
     }
 }
 
-/// The record of `task`'s (of `stage`) answer to the call `key` (JSON): the one written when the call was
-/// made; for a task that came to an answer already in the store (it asks what another task
-/// asked), the answer's record named for this task and its `model`.
+/// The record of `task`'s (of `stage`) answer to the call `key` (JSON): the one written for it
+/// when the call was made. A task that came to an answer already in the store (it asks what
+/// another task asked) has none, and versions before this one wrote the first task's record for
+/// every task of a shared call: then the answer's record, named for this task and its `model`.
 pub fn task_record(store: &Store, stage: &str, key: &Hash, task: &str, model: &str) -> Result<Option<String>> {
-    if let Some(own) = store.answered_call(stage, key, task)? {
-        return Ok(Some(own));
-    }
-    let Some(info) = store.action_info(key)? else {
-        return Ok(None);
+    let json = match store.answered_call(stage, key, task)? {
+        Some(own) => own,
+        None => match store.action_info(key)? {
+            Some(info) => info,
+            None => return Ok(None),
+        },
     };
-    let Ok(mut r) = serde_json::from_str::<CallRecord>(&info) else {
-        return Ok(Some(info));
+    let Ok(mut r) = serde_json::from_str::<CallRecord>(&json) else {
+        return Ok(Some(json));
     };
-    if r.task != task {
-        let first = std::mem::replace(&mut r.task, task.to_owned());
-        r.shared_with.retain(|t| t != task);
-        r.shared_with.insert(0, first);
-        r.model_requested = model.to_owned();
+    if r.task == task {
+        return Ok(Some(json));
     }
+    let first = std::mem::replace(&mut r.task, task.to_owned());
+    r.shared_with.retain(|t| t != task);
+    r.shared_with.insert(0, first);
+    r.model_requested = model.to_owned();
     Ok(Some(serde_json::to_string(&r).expect("record serializes")))
 }
 
