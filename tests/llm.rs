@@ -23,12 +23,7 @@ fn shipped(mock: &MockServer) -> Space {
 /// one evaluation model and one evaluation template; one call in flight unless `in_flight`.
 fn small(mock: &MockServer, gen_models: &[&str], in_flight: usize) -> Space {
     let s = shipped(mock);
-    let mut csv = String::from("id,model,for_generation,for_evaluation,input_usd_per_mtok,output_usd_per_mtok\n");
-    for (i, m) in gen_models.iter().enumerate() {
-        csv.push_str(&format!("g{i},{m},true,false,1.0,2.0\n"));
-    }
-    csv.push_str("judge,vendor/judge,false,true,1.0,2.0\n");
-    s.write("data/1_raw/llm_models.csv", &csv);
+    s.use_models(gen_models);
     let t = s.read("data/1_raw/evaluation_templates.csv");
     let t = t.replace("style-coherence-v3,Style Coherence V3,Advanced template with structure-preserving link framework and quality checks,true", "style-coherence-v3,Style Coherence V3,x,false");
     let t = t.replace("interdisciplinary-coherence,Interdisciplinary Coherence,Specialized template for evaluating interdisciplinary work and domain integration,true", "interdisciplinary-coherence,Interdisciplinary Coherence,x,false");

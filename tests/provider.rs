@@ -15,12 +15,7 @@ const KEY: &str = "sk-test-SECRET-0123456789";
 fn small(mock: &MockServer, gen_models: &[&str]) -> Space {
     let s = Space::shipped_with_llm();
     s.use_mock(&mock.base_url());
-    let mut csv = String::from("id,model,for_generation,for_evaluation,input_usd_per_mtok,output_usd_per_mtok\n");
-    for (i, m) in gen_models.iter().enumerate() {
-        csv.push_str(&format!("g{i},{m},true,false,1.0,2.0\n"));
-    }
-    csv.push_str("judge,vendor/judge,false,true,1.0,2.0\n");
-    s.write("data/1_raw/llm_models.csv", &csv);
+    s.use_models(gen_models);
     let t = s.read("data/1_raw/evaluation_templates.csv");
     let t: Vec<String> = t
         .lines()
@@ -82,6 +77,17 @@ fn printed(s: &Space, runs: &[Vec<&str>], tasks: &[&str]) -> String {
     out.push_str(&s.ok(&["status"]));
     out.push_str(&s.ok(&["status", "--json"]));
     out
+}
+
+/// What `explain --json` says of a task's generation response.
+fn explained_response(s: &Space, task: &str) -> serde_json::Value {
+    let all: serde_json::Value = serde_json::from_str(&s.ok(&["explain", "--json", task])).unwrap();
+    all.as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["stage"] == "generation_response")
+        .cloned()
+        .unwrap_or_else(|| panic!("no generation response in {all}"))
 }
 
 /// An answer that repeats the request's Authorization header, also as the served model's name.
@@ -184,19 +190,11 @@ fn a_password_in_a_base_url_is_sent_but_never_shown_or_stored() {
     }
     assert!(out.contains("Basic [REDACTED]"), "{out}");
     // the endpoint a call is keyed and explained by carries no userinfo
-    let explained: serde_json::Value = serde_json::from_str(&s.ok(&["explain", "--json", task])).unwrap();
-    let response = explained
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["stage"] == "generation_response")
-        .unwrap();
-    let endpoint = response["params"]["endpoint"].as_str().unwrap();
-    eprintln!("ENDPOINT {endpoint} {out}");
+    let response = explained_response(&s, task);
     assert_eq!(
-        endpoint,
+        response["params"]["endpoint"],
         mock.base_url().replace("127.0.0.1", "localhost"),
-        "{explained}"
+        "{response}"
     );
 }
 
@@ -339,13 +337,7 @@ fn tasks_sharing_the_local_models_answer_are_each_told_as_themselves_and_the_run
         assert_eq!(shared, others, "{meta}");
     }
     // explain reads the task's own record
-    let explained: serde_json::Value = serde_json::from_str(&s.ok(&["explain", "--json", &ids[1]])).unwrap();
-    let call = &explained
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["stage"] == "generation_response")
-        .unwrap()["call"];
+    let call = &explained_response(&s, &ids[1])["call"];
     assert_eq!(
         (call["task"].as_str(), call["model_requested"].as_str()),
         (Some(ids[1].as_str()), Some("vendor/b"))
