@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::fsutil;
@@ -22,6 +21,10 @@ use crate::key::{Hash, Manifest};
 use crate::llm::{self, CallSpec, Cause, Endpoint, Gate, Limiter, Outcome};
 use crate::progress::Progress;
 use crate::store::{CallRow, OutputRecord, Store};
+
+mod record;
+use record::record_of;
+pub use record::{CallRecord, sidecar_path, task_record};
 
 /// A call to make.
 #[derive(Clone, Debug)]
@@ -34,13 +37,23 @@ pub struct PendingCall {
     pub prompt_in_store: Option<Hash>,
     pub spec: CallSpec,
     pub path: String,
-    /// Other tasks asking exactly the same call (same key): (task, path). They share its answer.
-    pub also: Vec<(String, String)>,
+    /// Other tasks asking exactly the same call (same key). They share its answer.
+    pub also: Vec<Sharer>,
     pub materialize: bool,
     /// USD per million tokens (input, output), when known.
     pub price: Option<(f64, f64)>,
     /// The model's context length in tokens, when the models table gives it.
     pub context: Option<u64>,
+}
+
+/// A task that shares the answer of another task's call (the local model answers every model
+/// name with its one model, so the tasks of one prompt share a call).
+#[derive(Clone, Debug)]
+pub struct Sharer {
+    pub task: String,
+    pub path: String,
+    /// The model the task names.
+    pub model: String,
 }
 
 impl PendingCall {
@@ -63,36 +76,6 @@ impl PendingCall {
 
 pub fn estimate_tokens(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4)
-}
-
-/// The sidecar written beside a response and kept in the store: what was asked, what came back.
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
-pub struct CallRecord {
-    pub task: String,
-    pub stage: String,
-    pub provider: String,
-    pub model_requested: String,
-    pub model_served: Option<String>,
-    pub response_id: Option<String>,
-    pub finish_reason: Option<String>,
-    pub status: String,
-    pub cause: Option<Cause>,
-    pub error: Option<String>,
-    pub prompt_tokens: Option<u64>,
-    pub completion_tokens: Option<u64>,
-    /// As reported by the provider.
-    pub cost_usd: Option<f64>,
-    /// From the price table, when the provider reports none.
-    pub cost_estimated_usd: Option<f64>,
-    pub temperature: f64,
-    pub max_tokens: u64,
-    pub latency_ms: u64,
-    pub attempts: u32,
-    pub timestamp: String,
-    pub key: Hash,
-    /// The file this answer was adopted from by `daydream import` (no call was made).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub imported_from: Option<String>,
 }
 
 /// Run-wide limits shared by every LLM stage of a run.
@@ -560,47 +543,6 @@ impl Drop for DoneOnDrop {
     }
 }
 
-fn record_of(call: &PendingCall, o: &Outcome, ep: &Endpoint, stage: &str) -> CallRecord {
-    let r = o.reply.as_ref();
-    let estimated = match (o.cost, call.price, r) {
-        (None, Some((i, out)), Some(r)) => {
-            Some((r.prompt_tokens.unwrap_or(0) as f64 * i + r.completion_tokens.unwrap_or(0) as f64 * out) / 1e6)
-        }
-        _ => None,
-    };
-    CallRecord {
-        task: call.task.clone(),
-        stage: stage.to_owned(),
-        provider: ep.provider.clone(),
-        model_requested: call.spec.model.clone(),
-        model_served: r.and_then(|r| r.served_model.clone()),
-        response_id: r.and_then(|r| r.response_id.clone()),
-        finish_reason: r.and_then(|r| r.finish_reason.clone()),
-        status: o.status.clone(),
-        cause: o.cause,
-        error: o.error.clone(),
-        prompt_tokens: r.and_then(|r| r.prompt_tokens),
-        completion_tokens: r.and_then(|r| r.completion_tokens),
-        cost_usd: o.cost,
-        cost_estimated_usd: estimated,
-        temperature: call.spec.temperature,
-        max_tokens: call.spec.max_tokens,
-        latency_ms: o.latency_ms,
-        attempts: o.attempts,
-        timestamp: crate::clock::now_utc(),
-        key: call.key,
-        imported_from: None,
-    }
-}
-
-/// The sidecar path beside a response: `<id>.txt` -> `<id>.json`.
-pub fn sidecar_path(path: &str) -> String {
-    match path.strip_suffix(".txt") {
-        Some(stem) => format!("{stem}.json"),
-        None => format!("{path}.json"),
-    }
-}
-
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn writer_loop(
     store: &mut Store,
@@ -640,21 +582,20 @@ fn writer_loop(
                 .flat_map(|f| {
                     let success = matches!(f.outcome.status.as_str(), "ok")
                         || (f.outcome.status == "truncated" && !truncation_fails);
-                    let record = serde_json::to_string(&f.record).expect("record serializes");
                     let response =
                         success.then(|| f.outcome.reply.as_ref().map(|r| r.text.clone()).unwrap_or_default());
-                    std::iter::once(&f.call.task)
-                        .chain(f.call.also.iter().map(|(t, _)| t))
+                    f.call
+                        .records_per_task(&f.record)
                         .enumerate()
-                        .map(move |(i, task)| CallRow {
+                        .map(move |(i, (_, record))| CallRow {
                             key: f.call.key,
                             stage: stage.to_owned(),
-                            task: task.clone(),
+                            task: record.task.clone(),
                             status: f.outcome.status.clone(),
                             manifest: f.call.manifest.clone(),
                             // one answer per key: the other tasks share it
                             response: if i == 0 { response.clone() } else { None },
-                            record: record.clone(),
+                            record: serde_json::to_string(&record).expect("record serializes"),
                         })
                 })
                 .collect();
@@ -700,17 +641,14 @@ fn writer_loop(
                                 .map(|r| r.text.clone())
                                 .unwrap_or_default()
                                 .into_bytes();
-                            let sidecar = serde_json::to_vec_pretty(&f.record).expect("record serializes");
-                            let targets = std::iter::once((&f.call.task, &f.call.path))
-                                .chain(f.call.also.iter().map(|(t, p)| (t, p)));
-                            for (task, path) in targets {
+                            for (path, record) in f.call.records_per_task(&f.record) {
                                 to_write.push((
-                                    path.clone(),
+                                    path.to_owned(),
                                     text.clone(),
                                     sidecar_path(path),
-                                    sidecar.clone(),
+                                    serde_json::to_vec_pretty(&record).expect("record serializes"),
                                     f.call.key,
-                                    task.clone(),
+                                    record.task,
                                 ));
                             }
                         }
@@ -790,11 +728,15 @@ impl Session {
         let mut out: Vec<PendingCall> = Vec::with_capacity(pending.len());
         let mut by_key: HashMap<Hash, usize> = HashMap::new();
         for a in pending {
-            let crate::engine::Source::Call { prompt, .. } = &a.source else {
+            let crate::engine::Source::Call { prompt, grammar, .. } = &a.source else {
                 continue;
             };
             if let Some(&i) = by_key.get(&a.key) {
-                out[i].also.push((a.task.clone().unwrap_or_default(), a.path.clone()));
+                out[i].also.push(Sharer {
+                    task: a.task.clone().unwrap_or_default(),
+                    path: a.path.clone(),
+                    model: a.model.as_deref().unwrap_or_default().to_owned(),
+                });
                 continue;
             }
             by_key.insert(a.key, out.len());
@@ -828,6 +770,7 @@ impl Session {
                     prompt: text,
                     temperature,
                     max_tokens,
+                    grammar: grammar.clone(),
                 },
                 path: a.path.clone(),
                 also: Vec::new(),
@@ -898,6 +841,7 @@ impl Session {
             backoff_base: Duration::from_millis(p.backoff_base_ms),
             backoff_max: Duration::from_secs_f64(p.backoff_max_s.0),
             empty_retries: p.empty_retries,
+            redactor: choice.redactor.clone(),
         };
         let limits = self
             .limits
@@ -976,6 +920,7 @@ impl Session {
             backoff_base: Duration::from_millis(p.backoff_base_ms),
             backoff_max: Duration::from_secs_f64(p.backoff_max_s.0),
             empty_retries: p.empty_retries,
+            redactor: choice.redactor.clone(),
         };
         let limits = self
             .limits

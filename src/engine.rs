@@ -159,8 +159,13 @@ pub enum Source {
         response: Hash,
         undefined: crate::prompt::Undefined,
     },
-    /// An LLM call on the prompt with this content hash.
-    Call { prompt: Hash, prompt_path: String },
+    /// An LLM call on the prompt with this content hash (and the grammar its answer is held
+    /// to, for the local model: `llmstage::score_grammar`).
+    Call {
+        prompt: Hash,
+        prompt_path: String,
+        grammar: Option<Arc<str>>,
+    },
     /// The essay extracted from the generation response with this content hash.
     Essay {
         response: Hash,
@@ -892,6 +897,9 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
                 }
                 report.llm = Some(est);
             }
+            report
+                .notes
+                .extend(llmstage::endpoint_changed(store, choice, &calls, opts.dry_run)?);
             if let Some(note) = &choice.note
                 && !calls.is_empty()
             {
@@ -1073,7 +1081,13 @@ fn write_stage(
                     .blob(out)?
                     .with_context(|| format!("the store lost the content of {} ({})", a.path, out.short()))?;
                 if let Source::Call { .. } = a.source
-                    && let Some(info) = store.action_info(&a.key)?
+                    && let Some(info) = crate::calls::task_record(
+                        store,
+                        name,
+                        &a.key,
+                        a.task.as_deref().unwrap_or_default(),
+                        a.model.as_deref().unwrap_or_default(),
+                    )?
                 {
                     let pretty = serde_json::from_str::<serde_json::Value>(&info)
                         .and_then(|v| serde_json::to_vec_pretty(&v))

@@ -184,7 +184,14 @@ fn explain_one(
     let call = match planned {
         Some((sp, a)) if sp.stage.kind.is_llm() => {
             let key = record.map_or(a.key, |r| r.key);
-            match store.action_info(&key)? {
+            let own = crate::calls::task_record(
+                store,
+                &sp.stage.name,
+                &key,
+                a.task.as_deref().unwrap_or_default(),
+                a.model.as_deref().unwrap_or_default(),
+            )?;
+            match own {
                 Some(info) => Some(info),
                 None => a
                     .task
@@ -304,6 +311,18 @@ impl std::fmt::Display for Explanation {
                 writeln!(f, "  response {id}")?;
             }
         }
+        if let Some(c) = &self.call
+            && let Some(others) = c["shared_with"].as_array().filter(|o| !o.is_empty())
+        {
+            let names: Vec<&str> = others.iter().filter_map(|t| t.as_str()).collect();
+            writeln!(
+                f,
+                "  shared   one answer for this task and {} other{} asking the very same call: {}",
+                names.len(),
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", ")
+            )?;
+        }
         if let Some(h) = &self.output_hash {
             writeln!(f, "  output   {}", h.short())?;
         }
@@ -361,6 +380,33 @@ pub struct StageStatus {
     pub waiting: usize,
 }
 
+/// For a stage answered by the local model: which model answered, in place of the models its tasks
+/// name (empty otherwise). Read from the keys of the answers the store holds.
+fn offline_note(artifacts: &[Artifact], known: &crate::key::FastMap<Hash, Hash>) -> String {
+    let mut answered = 0;
+    let mut served = std::collections::BTreeSet::new();
+    for a in artifacts.iter().filter(|a| known.contains_key(&a.key)) {
+        let Some(m) = &a.manifest else { continue };
+        if m.params.get("endpoint").is_some_and(|e| e.starts_with("local:")) {
+            answered += 1;
+            served.extend(m.params.get("model").cloned());
+        }
+    }
+    if answered == 0 {
+        return String::new();
+    }
+    let served: Vec<String> = served.into_iter().collect();
+    format!(
+        " ({}answered offline by the local model {}, not by the models named)",
+        if answered == artifacts.len() {
+            String::new()
+        } else {
+            format!("{answered} ")
+        },
+        served.join(", ")
+    )
+}
+
 pub fn status(project: &Project, store: &mut Store, targets: &[String]) -> Result<Vec<StageStatus>, RunError> {
     let (plan, stages) = crate::engine::survey(project, store, targets)?;
     let mut out = Vec::new();
@@ -384,6 +430,9 @@ pub fn status(project: &Project, store: &mut Store, targets: &[String]) -> Resul
             waiting: report.blocked,
             ..Default::default()
         };
+        if llm {
+            s.summary.push_str(&offline_note(&report.artifacts, &known));
+        }
         for a in &report.artifacts {
             if llm
                 && !known.contains_key(&a.key)

@@ -176,6 +176,7 @@ pub fn import(
                 timestamp: modified,
                 key,
                 imported_from: Some(shown.clone()),
+                shared_with: Vec::new(),
             };
             rows.push(CallRow {
                 key,

@@ -28,6 +28,7 @@ pub mod pyfmt;
 pub mod rebuild;
 pub mod report;
 pub mod results;
+pub mod secrets;
 pub mod spec;
 pub mod store;
 pub mod summaries;

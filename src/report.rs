@@ -83,6 +83,22 @@ pub struct RunSummary {
     pub calls: Vec<ModelCalls>,
     /// Failed calls by cause (`rate limited`, `timeout`, ...).
     pub failures: Vec<(String, usize)>,
+    /// Stages that write no file (concepts, models, templates): every run reads them anew.
+    pub in_memory: Vec<String>,
+    /// When answers came from the local model instead of the models the tasks name.
+    pub offline: Option<Offline>,
+}
+
+/// Answers the local model gave in place of the models the tasks name (the offline default).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Offline {
+    /// The models that served them, as the server named itself.
+    pub served: Vec<String>,
+    /// Tasks answered by the local model, of all tasks answered.
+    pub answers: usize,
+    pub of: usize,
+    /// The models the tasks name, which did not answer.
+    pub named: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -116,6 +132,8 @@ pub struct ModelCalls {
     pub cost_recorded_usd: f64,
     /// The cost estimated from the price table, for the calls whose provider reported none.
     pub cost_estimated_usd: f64,
+    /// The models that answered, as the provider named them (sorted, distinct).
+    pub served: Vec<String>,
 }
 
 /// Everything the page shows.

@@ -305,7 +305,7 @@ pub enum JobKind {
         scores: Option<Hash>,
         tables: [Option<Hash>; 6],
         links: crate::report::Links,
-        run: crate::report::RunSummary,
+        run: Box<crate::report::RunSummary>,
     },
     Cross {
         scores: Hash,
@@ -395,7 +395,7 @@ impl Job {
                     perfect_paths: text(&tables[4], "perfect score paths")?,
                     links: links.clone(),
                 };
-                let page = crate::report::render(&crate::report::report_data(&inputs, run.clone()));
+                let page = crate::report::render(&crate::report::report_data(&inputs, (**run).clone()));
                 JobOutput {
                     parts: vec![Arc::from(page.into_bytes())],
                     actions: Vec::new(),
@@ -758,10 +758,16 @@ pub fn report_links(p: &Pipeline, st: &Stage) -> crate::report::Links {
 /// failed tasks, when it last did something, and the calls per model with their tokens and cost.
 /// It changes only when a stage does work, so a run that changes nothing leaves the page as is.
 pub fn run_summary(store: &Store, p: &Pipeline) -> Result<crate::report::RunSummary> {
-    use crate::report::{ModelCalls, RunSummary, StageRun};
+    use crate::report::{ModelCalls, Offline, RunSummary, StageRun};
     let mut run = RunSummary::default();
     let mut causes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut offline = Offline::default();
+    let local = |provider: &str| p.providers.iter().any(|x| x.local && x.name == provider);
     for s in p.stages.iter().filter(|s| s.kind != Kind::Report) {
+        if matches!(s.kind, Kind::Concepts | Kind::Models | Kind::Templates) {
+            run.in_memory.push(s.name.clone());
+            continue;
+        }
         let (files, distinct, last_ran) = store.stage_facts(&s.name)?;
         let mut failed = 0;
         if s.kind.is_llm() {
@@ -778,6 +784,20 @@ pub fn run_summary(store: &Store, p: &Pipeline) -> Result<crate::report::RunSumm
                     model: r.model_requested.clone(),
                     ..Default::default()
                 });
+                if matches!(status.as_str(), "ok" | "imported" | "truncated") {
+                    offline.of += 1;
+                    if local(&r.provider) {
+                        offline.answers += 1;
+                        offline.served.extend(r.model_served.clone());
+                        offline.named.push(r.model_requested.clone());
+                    }
+                    if let Some(served) = &r.model_served
+                        && !m.served.contains(served)
+                    {
+                        m.served.push(served.clone());
+                        m.served.sort();
+                    }
+                }
                 match status.as_str() {
                     "ok" | "imported" => m.calls += 1,
                     "truncated" => {
@@ -818,6 +838,13 @@ pub fn run_summary(store: &Store, p: &Pipeline) -> Result<crate::report::RunSumm
         });
     }
     run.failures = causes.into_iter().collect();
+    if offline.answers > 0 {
+        for v in [&mut offline.served, &mut offline.named] {
+            v.sort();
+            v.dedup();
+        }
+        run.offline = Some(offline);
+    }
     Ok(run)
 }
 
@@ -865,7 +892,7 @@ pub fn plan_report(
         scores,
         tables,
         links,
-        run,
+        run: Box::new(run),
     });
     Ok(vec![table_artifact(st, "output", 0, &job, m)])
 }

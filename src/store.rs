@@ -16,6 +16,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::key::{FastMap, Hash, Manifest};
 
+mod upgrade;
+
 const SCHEMA_VERSION: i64 = 1;
 
 /// Commits that are synced to disk: every commit but those `Store::recomputable` makes.
@@ -224,13 +226,17 @@ impl Store {
                 path.display()
             ),
         }
-        Ok(Store {
+        let mut store = Store {
             conn,
             path,
             in_memory,
             session: None,
             checkpoint: None,
-        })
+        };
+        store
+            .key_calls_by_normalised_endpoint()
+            .with_context(|| format!("upgrading the store {}", store.path.display()))?;
+        Ok(store)
     }
 
     /// Starts reading, on a second connection and thread, what `prepare` reads of `stages`: their
@@ -462,6 +468,25 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Whether an action of `key` is recorded.
+    pub fn has_action(&self, key: &Hash) -> Result<bool> {
+        let mut st = self.conn.prepare_cached("SELECT 1 FROM actions WHERE key=?1")?;
+        Ok(st.query_row([&key.0[..]], |_| Ok(())).optional()?.is_some())
+    }
+
+    /// Every endpoint LLM answers are recorded under (`endpoint` of their manifests).
+    pub fn call_endpoints(&self) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT DISTINCT json_extract(manifest, '$.params.endpoint') FROM actions WHERE kind=?1 ORDER BY 1",
+        )?;
+        let rows = st.query_map([crate::llmstage::CALL_KIND], |r| r.get::<_, Option<String>>(0))?;
+        Ok(rows
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
     /// The call record kept with an LLM action.
     pub fn action_info(&self, key: &Hash) -> Result<Option<String>> {
         let mut st = self.conn.prepare_cached("SELECT info FROM actions WHERE key=?1")?;
@@ -519,6 +544,17 @@ impl Store {
         }
         tx.commit().context("committing LLM responses to the store")?;
         Ok(())
+    }
+
+    /// The record of the latest call of `task` (of `stage`) that answered `key`.
+    pub fn answered_call(&self, stage: &str, key: &Hash, task: &str) -> Result<Option<String>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT record FROM calls WHERE stage=?1 AND task=?2 AND key=?3
+             AND status IN ('ok', 'truncated', 'imported') ORDER BY id DESC LIMIT 1",
+        )?;
+        Ok(st
+            .query_row(params![stage, task, &key.0[..]], |r| r.get(0))
+            .optional()?)
     }
 
     /// The latest call record of every task of a stage: (status, record JSON).

@@ -23,12 +23,7 @@ fn shipped(mock: &MockServer) -> Space {
 /// one evaluation model and one evaluation template; one call in flight unless `in_flight`.
 fn small(mock: &MockServer, gen_models: &[&str], in_flight: usize) -> Space {
     let s = shipped(mock);
-    let mut csv = String::from("id,model,for_generation,for_evaluation,input_usd_per_mtok,output_usd_per_mtok\n");
-    for (i, m) in gen_models.iter().enumerate() {
-        csv.push_str(&format!("g{i},{m},true,false,1.0,2.0\n"));
-    }
-    csv.push_str("judge,vendor/judge,false,true,1.0,2.0\n");
-    s.write("data/1_raw/llm_models.csv", &csv);
+    s.use_models(gen_models);
     let t = s.read("data/1_raw/evaluation_templates.csv");
     let t = t.replace("style-coherence-v3,Style Coherence V3,Advanced template with structure-preserving link framework and quality checks,true", "style-coherence-v3,Style Coherence V3,x,false");
     let t = t.replace("interdisciplinary-coherence,Interdisciplinary Coherence,Specialized template for evaluating interdisciplinary work and domain integration,true", "interdisciplinary-coherence,Interdisciplinary Coherence,x,false");
@@ -670,7 +665,7 @@ fn explain_a_response_shows_model_tokens_cost_and_its_key() {
         "temperature=0.7",
         "max_tokens=8192",
         "replicate=1",
-        "endpoint=http://127.0.0.1:",
+        "endpoint=http://localhost:",
         "prompt",
         "served vendor/a-2025",
         "tokens 321 in, 12 out",
@@ -926,6 +921,7 @@ fn calls_spread_over_servers_one_request_each() {
         backoff_base: Duration::from_millis(10),
         backoff_max: Duration::from_millis(10),
         empty_retries: 0,
+        redactor: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -945,6 +941,7 @@ fn calls_spread_over_servers_one_request_each() {
                         prompt: Arc::from(format!("prompt {i}")),
                         temperature: 0.7,
                         max_tokens: 16,
+                        grammar: None,
                     };
                     llm::call(&client, &ep, &prepared, &spec, &Open, i).await
                 })

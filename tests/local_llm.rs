@@ -9,7 +9,9 @@
 //! Some tests re-run this test binary as a child process (`helper_process`, ignored unless
 //! `DAYDREAM_LOCAL_TEST_HELPER` is set), to kill it with SIGKILL or to give it another environment.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
@@ -213,6 +215,109 @@ fn server_exits_when_daydream_is_killed() {
         process_gone(pid)
     });
     wait_until("its port closes", Duration::from_secs(5), || !port_open(port));
+}
+
+/// The launchers daydream (`parent`) started: (pid, port).
+fn launchers_of(parent: u32) -> Vec<(u32, u16)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid != Some(parent) {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if !args.iter().any(|a| a.ends_with("daydream-local-launcher.py")) {
+            continue;
+        }
+        let port = args
+            .iter()
+            .position(|a| a == "--port")
+            .and_then(|i| args.get(i + 1)?.parse().ok());
+        out.extend(port.map(|port| (pid, port)));
+    }
+    out
+}
+
+fn healthy(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(
+        &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        Duration::from_millis(300),
+    ) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
+}
+
+/// Kills, by pid, what a failed test would leave behind (a stopped server never ends by itself).
+struct KillOnDrop(Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if !process_gone(pid) {
+                // SAFETY: plain syscall on a pid this test saw daydream start
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// A real run on the local model, killed with SIGKILL while its servers answer: every server ends
+/// at once. One is first stopped with SIGSTOP, as a server too busy to see that its stdin closed
+/// (the launcher's own way out, which waits for the answer in progress): only the kernel's signal
+/// on daydream's death (`PR_SET_PDEATHSIG`) ends it.
+///
+/// This test process takes in the orphans (a child subreaper): were they left to init, their
+/// process group would be orphaned with a stopped member, and the kernel would wake it with
+/// SIGHUP, which ends it whatever daydream did.
+#[test]
+fn a_run_killed_with_sigkill_leaves_no_server_behind() {
+    // SAFETY: plain syscall; it only changes who reaps this process's orphaned descendants
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) }, 0);
+    let s = common::Space::shipped_with_llm();
+    let mut run = s
+        .command(&["run"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let daydream = run.id();
+    let expected = daydream::spec::local_servers();
+    let mut servers = Vec::new();
+    wait_until("every local server answers /health", Duration::from_secs(180), || {
+        servers = launchers_of(daydream);
+        servers.len() == expected && servers.iter().all(|&(_, port)| healthy(port))
+    });
+    let _cleanup = KillOnDrop(servers.iter().map(|&(pid, _)| pid).collect());
+    // SAFETY: plain syscall on a pid daydream started
+    assert_eq!(unsafe { libc::kill(servers[0].0 as libc::pid_t, libc::SIGSTOP) }, 0);
+    run.kill().unwrap(); // SIGKILL
+    run.wait().unwrap();
+    for &(pid, port) in &servers {
+        wait_until(&format!("server {pid} exits"), Duration::from_secs(10), || {
+            process_gone(pid)
+        });
+        wait_until(&format!("port {port} closes"), Duration::from_secs(5), || {
+            !port_open(port)
+        });
+        // SAFETY: reaps the zombie of an orphan this process took in
+        unsafe { libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG) };
+    }
 }
 
 #[test]

@@ -93,6 +93,19 @@ fn with_no_key_the_run_uses_the_real_local_model() {
         s.read(&format!("data/4_evaluation/evaluation_prompts/{}", evals[0]))
             .contains(essay.trim())
     );
+    // held to its grammar, the answer ends in its score line within the 24-token cap
+    let answers: Vec<String> = std::fs::read_dir(s.path("data/4_evaluation/evaluation_responses"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".txt"))
+        .collect();
+    let answer = s.read(&format!("data/4_evaluation/evaluation_responses/{}", answers[0]));
+    let last = answer.lines().last().unwrap_or_default();
+    // the judge template declares no range: 0-10
+    let score = last.strip_prefix("SCORE: ").and_then(|n| n.parse::<u32>().ok());
+    assert!(score.is_some_and(|n| n <= 10), "{answer:?}");
+    let scores = s.read("data/5_parsing/parsed_scores.csv");
+    assert!(!scores.contains("Parse error"), "{scores}");
     // nothing left running, nothing asked twice
     let again = s.ok(&["run"]);
     assert!(again.contains("done: executed 0, reused 0"), "{again}");

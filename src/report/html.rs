@@ -39,13 +39,18 @@ h2{break-after:avoid}figure,tr{break-inside:avoid}th{background:none}}
 
 pub fn render(d: &ReportData) -> String {
     let mut h = String::with_capacity(64 * 1024);
-    h.push_str(
+    let title = match &d.run.offline {
+        Some(_) => "DayDreaming experiment: results (offline, local model)",
+        None => "DayDreaming experiment: results",
+    };
+    let _ = write!(
+        h,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>DayDreaming experiment: results</title>\n<link rel=\"icon\" href=\"data:,\">\n<style>",
+         <title>{title}</title>\n<link rel=\"icon\" href=\"data:,\">\n<style>"
     );
     h.push_str(CSS);
-    h.push_str("</style>\n</head>\n<body>\n<main>\n<h1>DayDreaming experiment: results</h1>\n");
+    let _ = writeln!(h, "</style>\n</head>\n<body>\n<main>\n<h1>{title}</h1>");
     h.push_str(
         "<p>Can a pre-June-2025 LLM reinvent Gwern's Daydreaming Loop from a few concept hints? \
          Generator models wrote essays from combinations of concepts; evaluator models scored them. \
@@ -54,6 +59,9 @@ pub fn render(d: &ReportData) -> String {
          <nav><a href=\"#run\">The run</a><a href=\"#headline\">Headline</a>\
          <a href=\"#charts\">Charts</a><a href=\"#essays\">Top essays</a></nav>\n",
     );
+    if let Some(o) = &d.run.offline {
+        offline(&mut h, o);
+    }
     if !d.missing.is_empty() {
         h.push_str("<div class=\"missing\"><strong>What is missing</strong><ul>\n");
         for m in &d.missing {
@@ -67,6 +75,38 @@ pub fn render(d: &ReportData) -> String {
     essays(&mut h, d);
     h.push_str("</main>\n</body>\n</html>\n");
     h
+}
+
+/// Says, before any number, that the answers are the local model's and not the named models'.
+fn offline(h: &mut String, o: &super::Offline) {
+    let served: Vec<String> = o
+        .served
+        .iter()
+        .map(|m| {
+            let known = (m == crate::local::DEFAULT_ALIAS).then_some(crate::local::MODEL_DESCRIPTION);
+            format!(
+                "<code>{}</code>{}",
+                esc(m),
+                known.map(|k| format!(" ({k})")).unwrap_or_default()
+            )
+        })
+        .collect();
+    let named: Vec<String> = o.named.iter().map(|m| format!("<code>{}</code>", esc(m))).collect();
+    let _ = writeln!(
+        h,
+        "<div class=\"missing\"><strong>Offline run.</strong> {} of {} answer{} came from the local model \
+         {}, not from the models the tasks name ({}): the scores below say how that one small model \
+         answered, nothing about those models. Set the provider's API key to run the real experiment.</div>",
+        o.answers,
+        o.of,
+        plural(o.of),
+        if served.is_empty() {
+            "(unnamed)".to_owned()
+        } else {
+            served.join(", ")
+        },
+        named.join(", "),
+    );
 }
 
 fn run(h: &mut String, d: &ReportData) {
@@ -100,21 +140,41 @@ fn run(h: &mut String, d: &ReportData) {
         }
         h.push_str("</tbody></table></div>\n");
     }
+    if !r.in_memory.is_empty() {
+        let names: Vec<String> = r.in_memory.iter().map(|n| format!("<code>{}</code>", esc(n))).collect();
+        let _ = writeln!(
+            h,
+            "<p class=\"dim\">Read anew by every run, writing no file: {}.</p>",
+            names.join(", ")
+        );
+    }
+    // who answered, when it is not (only) the model asked
+    let served_column = r.calls.iter().any(|c| c.served.iter().any(|s| *s != c.model));
     if !r.calls.is_empty() {
+        let _ = write!(
+            h,
+            "<h3>LLM calls</h3>\n<div class=\"scroll\"><table><thead><tr><th>stage</th><th>model</th>{}",
+            if served_column { "<th>served by</th>" } else { "" }
+        );
         h.push_str(
-            "<h3>LLM calls</h3>\n<div class=\"scroll\"><table><thead><tr><th>stage</th><th>model</th>\
-             <th class=\"n\">calls</th><th class=\"n\">failed</th><th class=\"n\">truncated</th>\
+            "<th class=\"n\">calls</th><th class=\"n\">failed</th><th class=\"n\">truncated</th>\
              <th class=\"n\">empty</th><th class=\"n\">tokens in</th><th class=\"n\">tokens out</th>\
              <th class=\"n\">cost recorded</th><th class=\"n\">cost estimated</th></tr></thead><tbody>\n",
         );
         for c in &r.calls {
             let _ = writeln!(
                 h,
-                "<tr><td><code>{}</code></td><td><code>{}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+                "<tr><td><code>{}</code></td><td><code>{}</code></td>{}<td class=\"n\">{}</td><td class=\"n\">{}</td>\
                  <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
                  <td class=\"n\">${:.4}</td><td class=\"n\">${:.4}</td></tr>",
                 esc(&c.stage),
                 esc(&c.model),
+                if served_column {
+                    let s: Vec<String> = c.served.iter().map(|m| format!("<code>{}</code>", esc(m))).collect();
+                    format!("<td>{}</td>", s.join(", "))
+                } else {
+                    String::new()
+                },
                 c.calls,
                 c.failed,
                 c.truncated,
@@ -128,9 +188,10 @@ fn run(h: &mut String, d: &ReportData) {
         let sum = |f: &dyn Fn(&super::ModelCalls) -> f64| r.calls.iter().map(f).sum::<f64>();
         let _ = writeln!(
             h,
-            "</tbody><tfoot><tr><th colspan=\"2\">total</th><th class=\"n\">{}</th><th class=\"n\">{}</th>\
+            "</tbody><tfoot><tr><th colspan=\"{}\">total</th><th class=\"n\">{}</th><th class=\"n\">{}</th>\
              <th class=\"n\">{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th>\
              <th class=\"n\">${:.4}</th><th class=\"n\">${:.4}</th></tr></tfoot></table></div>",
+            if served_column { 3 } else { 2 },
             sum(&|c| c.calls as f64),
             sum(&|c| c.failed as f64),
             sum(&|c| c.truncated as f64),

@@ -124,6 +124,23 @@ impl Reply {
         }
     }
 
+    /// What some proxies do with a request they reject: repeat its `Authorization` header in the
+    /// error, as the message and as OpenRouter's `metadata.raw`. Status `code`; with 200, the
+    /// error is inside a 200 body (code 502 there, which is retried).
+    pub fn echo_authorization(req: &Request, code: u16) -> Reply {
+        let auth = req.header("authorization").unwrap_or("(none)");
+        let inner = if code == 200 { 502 } else { code };
+        Reply::Status {
+            code,
+            body: json!({"error": {
+                "code": inner,
+                "message": format!("invalid credentials: {auth}"),
+                "metadata": {"raw": format!("upstream saw Authorization: {auth}")},
+            }}),
+            headers: Vec::new(),
+        }
+    }
+
     /// 429 with `Retry-After: <secs>`, `X-RateLimit-Remaining: 0` and `X-RateLimit-Reset`
     /// (epoch milliseconds, `secs` from now).
     pub fn rate_limited(retry_after_secs: u64) -> Reply {

@@ -82,6 +82,17 @@ impl Space {
         );
     }
 
+    /// Generation models `g0`, `g1`, ... with these API names, and one evaluation model
+    /// `judge` (`vendor/judge`); all priced at $1 / $2 per million tokens.
+    pub fn use_models(&self, gen_models: &[&str]) {
+        let mut csv = String::from("id,model,for_generation,for_evaluation,input_usd_per_mtok,output_usd_per_mtok\n");
+        for (i, m) in gen_models.iter().enumerate() {
+            csv.push_str(&format!("g{i},{m},true,false,1.0,2.0\n"));
+        }
+        csv.push_str("judge,vendor/judge,false,true,1.0,2.0\n");
+        self.write("data/1_raw/llm_models.csv", &csv);
+    }
+
     pub fn set_env(&self, k: &str, v: &str) {
         self.env.borrow_mut().push((k.to_owned(), v.to_owned()));
     }

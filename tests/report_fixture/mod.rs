@@ -48,6 +48,7 @@ pub fn run() -> RunSummary {
         completion_tokens: tokens.1,
         cost_recorded_usd: cost,
         cost_estimated_usd: 0.0,
+        served: vec![model.to_owned()],
     };
     RunSummary {
         stages: vec![
@@ -76,5 +77,7 @@ pub fn run() -> RunSummary {
             calls("evaluation_response", "sonnet-4", 10, 2, 1, (22_000, 8_450), 0.1928),
         ],
         failures: vec![("timeout".into(), 4), ("server error (5xx)".into(), 2)],
+        in_memory: vec![],
+        offline: None,
     }
 }

@@ -583,7 +583,11 @@ fn yaml_diag(file: &str, source: &str, e: yaml::Error) -> Diag {
         yaml::Error::Duplicate(d) => Diag::new(format!(
             "{file}: `{}` is given twice in one mapping{}",
             d.key,
-            if d.first.line > 0 { format!(" (first at line {})", d.first.line) } else { String::new() }
+            if d.first.line > 0 {
+                format!(" (first at line {})", d.first.line)
+            } else {
+                String::new()
+            }
         ))
         .in_file(file)
         .at(Some(source), d.again.line, d.again.column)

@@ -340,9 +340,7 @@ impl Stage for CommandStage {
         let _ = out.read_to_end(&mut stdout);
         let stderr = reader.join().unwrap_or_default();
         let status = child.wait().context("waiting for the command")?;
-        let tail = |b: &[u8]| -> String {
-            String::from_utf8_lossy(&b[b.len().saturating_sub(KEPT)..]).into_owned()
-        };
+        let tail = |b: &[u8]| -> String { String::from_utf8_lossy(&b[b.len().saturating_sub(KEPT)..]).into_owned() };
         let (stdout, stderr) = (tail(&stdout), tail(&stderr));
         let mut d = Detail::default();
         let last_lines = |s: &str| -> Vec<String> {

@@ -15,7 +15,7 @@ use crate::calls::{CallsSummary, PendingCall, Session, estimate_tokens, sidecar_
 use crate::diag::Diag;
 use crate::key::{Hash, Input, Manifest};
 use crate::llm::CallSpec;
-use crate::llmstage::{CALL_KIND, Choice, Env, LOCAL_MODEL};
+use crate::llmstage::{CALL_KIND, Choice, Env, LOCAL_MODEL, endpoint_identity};
 use crate::next::engine::cx::{ExecCx, PlanCx, RunState, ValueCx};
 use crate::next::engine::fields::{FieldDoc, FieldType, Fields, maybe, opt, req};
 use crate::next::engine::kind::{Artifact, Decl, DeclKind, Detail, Kind, Planned, Ref, Shape, Stage, Value, Work};
@@ -307,13 +307,25 @@ pub fn choose(p: &Pipeline, stage: &str, declared: &str, cli: Option<&str>, env:
             format!("local:{LOCAL_MODEL}"),
             Some(LOCAL_MODEL.to_owned()),
         ),
-        (Some(url), false) => (url.clone(), url.trim_end_matches('/').to_owned(), None),
-        (None, false) => (
-            provider.base_url.clone(),
-            provider.base_url.trim_end_matches('/').to_owned(),
-            None,
-        ),
+        (Some(url), false) => (url.clone(), endpoint_identity(url), None),
+        (None, false) => (provider.base_url.clone(), endpoint_identity(&provider.base_url), None),
     };
+    // every provider's secrets, removed from whatever a provider sends back
+    let keys: Vec<String> = p
+        .providers
+        .iter()
+        .filter_map(|x| env.get(x.api_key_env.as_ref()?))
+        .collect();
+    let urls: Vec<String> = p
+        .providers
+        .iter()
+        .flat_map(|x| [Some(x.base_url.clone()), env.get(&x.base_url_env())])
+        .flatten()
+        .collect();
+    let redactor = Arc::new(crate::secrets::Redactor::new(
+        keys.iter().map(String::as_str),
+        urls.iter().map(String::as_str),
+    ));
     Ok(Choice {
         provider,
         base_url,
@@ -321,6 +333,7 @@ pub fn choose(p: &Pipeline, stage: &str, declared: &str, cli: Option<&str>, env:
         identity,
         local_model,
         note,
+        redactor,
     })
 }
 
@@ -588,7 +601,11 @@ impl Stage for LlmStage {
             let Work::Effect(i) = a.work else { continue };
             let item = &calls.items[i as usize];
             if let Some(&j) = by_key.get(&a.key) {
-                out[j].also.push((a.task.clone().unwrap_or_default(), a.path.clone()));
+                out[j].also.push(crate::calls::Sharer {
+                    task: a.task.clone().unwrap_or_default(),
+                    path: a.path.clone(),
+                    model: item.model.to_string(),
+                });
                 continue;
             }
             by_key.insert(a.key, out.len());
@@ -608,6 +625,7 @@ impl Stage for LlmStage {
                     prompt,
                     temperature: self.temperature.0,
                     max_tokens: calls.max_tokens,
+                    grammar: None,
                 },
                 path: a.path.clone(),
                 also: Vec::new(),
