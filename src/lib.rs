@@ -1,39 +1,16 @@
 //! daydream: runs LLM experiment pipelines the way a build system builds code.
 //!
-//! See README.md, section Architecture, for how the modules fit together.
+//! The layers, each using only those above it in this list (README.md, "Architecture"):
+//! - `engine`: reads `pipeline.yaml` into typed stages, plans them with salsa, keeps the store,
+//!   writes outputs. It knows no kind.
+//! - `llm`: the OpenAI-compatible client, the executor of calls, the local model, providers.
+//! - `seed`: what reproduces the original pipeline byte for byte: its parsers, pandas-compatible
+//!   summaries, ledgers, combination ids and the results page.
+//! - `kinds`: every stage kind, registered in one place.
+//! - `commands`: the command line.
 
-pub mod calls;
-pub mod cli;
-pub mod clock;
-pub mod combos;
-pub mod concepts;
-pub mod db;
-pub mod diag;
+pub mod commands;
 pub mod engine;
-pub mod estimate;
-pub mod explain;
-pub mod fsutil;
-pub mod import;
-pub mod key;
+pub mod kinds;
 pub mod llm;
-pub mod llmstage;
-pub mod local;
-pub mod models;
-pub mod next;
-pub mod parsing;
-pub mod paths;
-pub mod progress;
-pub mod prompt;
-pub mod pyfmt;
-pub mod rebuild;
-pub mod report;
-pub mod results;
-pub mod secrets;
-pub mod spec;
-pub mod store;
-pub mod summaries;
-pub mod table;
-pub mod tasks;
-pub mod templates;
-pub mod text;
-pub mod watch;
+pub mod seed;

@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(daydream::cli::main());
+    std::process::exit(daydream::commands::cli::main());
 }

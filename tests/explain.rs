@@ -4,8 +4,8 @@
 mod common;
 
 use common::Space;
-use daydream::key::Hash;
-use daydream::text::py_strip;
+use daydream::engine::keys::Hash;
+use daydream::engine::text::py_strip;
 
 const PROMPT: &str =
     "data/3_generation/generation_prompts/combo_v1_13c725cf02fa_creative-synthesis-v6_deepseek_r1_p.txt";

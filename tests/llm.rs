@@ -894,7 +894,7 @@ fn the_key_and_base_url_can_come_from_dot_env() {
 /// ever has two requests at once.
 #[test]
 fn calls_spread_over_servers_one_request_each() {
-    use daydream::llm::{self, CallSpec, Endpoint, Gate, Limiter};
+    use daydream::llm::client::{self as llm, CallSpec, Endpoint, Gate, Limiter};
     use std::sync::Arc;
 
     struct Open;

@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use daydream::local::{LocalOptions, LocalServer, venv_name};
+use daydream::llm::local::{LocalOptions, LocalServer, venv_name};
 use serde_json::{Value, json};
 
 const HELPER_ENV: &str = "DAYDREAM_LOCAL_TEST_HELPER";
@@ -297,7 +297,7 @@ fn a_run_killed_with_sigkill_leaves_no_server_behind() {
         .spawn()
         .unwrap();
     let daydream = run.id();
-    let expected = daydream::spec::local_servers();
+    let expected = daydream::engine::providers::local_servers();
     let mut servers = Vec::new();
     wait_until("every local server answers /health", Duration::from_secs(180), || {
         servers = launchers_of(daydream);

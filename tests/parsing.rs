@@ -10,7 +10,7 @@
 
 use EssayStrategy::{Fallback, SectionHeaders, XmlTags};
 use ScoreStrategy::{Complex, InLastLine};
-use daydream::parsing::{
+use daydream::seed::parsing::{
     EssayCheck, EssayStrategy, ScoreRange, ScoreStrategy, extract_essay, parse_score, validate_essay,
 };
 

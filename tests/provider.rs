@@ -201,7 +201,7 @@ fn a_password_in_a_base_url_is_sent_but_never_shown_or_stored() {
 /// The store as the code before normalised endpoints wrote it: every call keyed by the base URL
 /// as given (`old`), not as `endpoint_identity` spells it.
 fn key_calls_as_before(s: &Space, old: &str) {
-    use daydream::key::Manifest;
+    use daydream::engine::keys::Manifest;
     let db = rusqlite::Connection::open(s.path(".daydream/store.db")).unwrap();
     let rows: Vec<(Vec<u8>, String)> = db
         .prepare("SELECT key, manifest FROM actions WHERE kind='chat_completion'")

@@ -7,8 +7,8 @@ mod report_fixture;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use daydream::report::{Links, ReportData, ReportInputs, RunSummary, render, report_data};
-use daydream::table::Table;
+use daydream::engine::table::Table;
+use daydream::seed::report::{Links, ReportData, ReportInputs, RunSummary, render, report_data};
 use report_fixture::{expected, fixture, inputs, run};
 
 fn data() -> ReportData {

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use daydream::report::{render, report_data};
+use daydream::seed::report::{render, report_data};
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";

@@ -156,7 +156,7 @@ fn every_seed_template_renders_as_jinja2() {
 
 #[test]
 fn every_seed_evaluation_template_renders_as_jinja2() {
-    use daydream::prompt::{Renderer, Undefined};
+    use daydream::kinds::jinja::{Renderer, Undefined};
     let dir = repo().join("tests/golden/all_templates");
     let mut n = 0;
     for e in std::fs::read_dir(&dir).unwrap() {
@@ -165,7 +165,7 @@ fn every_seed_evaluation_template_renders_as_jinja2() {
             continue;
         };
         let raw = std::fs::read_to_string(repo().join(format!("templates/evaluation/{id}.txt"))).unwrap();
-        let text = daydream::text::py_strip(&raw);
+        let text = daydream::engine::text::py_strip(&raw);
         let mut r = Renderer::new(Undefined::Strict);
         r.load(id, text).unwrap();
         let vars = minijinja::context! { response => "<essay text>\nsecond line\n\n  indented" };

@@ -221,8 +221,8 @@ fn our_own_writes_never_trigger_a_rebuild() {
 
 #[test]
 fn salsa_re_executes_only_the_edited_templates_queries() {
-    use daydream::engine::{self, Project, RunOptions};
-    use daydream::store::Store;
+    use daydream::engine::run::{self as engine, Project, RunOptions};
+    use daydream::engine::store::Store;
     let s = Space::shipped();
     // three active generation templates
     let csv = s.read("data/1_raw/generation_templates.csv");
@@ -237,7 +237,7 @@ fn salsa_re_executes_only_the_edited_templates_queries() {
         })
         .collect::<String>();
     s.write("data/1_raw/generation_templates.csv", &csv);
-    let mut project = Project::open(s.dir.path()).unwrap();
+    let mut project = Project::open(s.dir.path(), daydream::kinds::registry()).unwrap();
     let mut store = Store::open(&project.state_dir()).unwrap();
     let opts = RunOptions {
         session: true,
@@ -250,17 +250,17 @@ fn salsa_re_executes_only_the_edited_templates_queries() {
     run(&project, &mut store);
     let first = project.db.take_executed();
     let count = |names: &[String], q: &str| names.iter().filter(|n| n.starts_with(q)).count();
-    assert_eq!(count(&first, "template_prompts"), 3, "{first:?}");
+    // one part of the prompt stage's value per template
+    assert_eq!(count(&first, "stage_part"), 3, "{first:?}");
 
-    // one template edited: one template_prompts and one template_text re-executed, not three
+    // one template edited: one part re-executed, not three
     s.write(A, &format!("{}\nEdited.", s.read(A)));
     assert!(project.db.reload(A));
     assert!(!project.db.reload(B), "B did not change");
     // 5 combinations x 5 shipped generation models
     assert_eq!(run(&project, &mut store), 25);
     let second = project.db.take_executed();
-    assert_eq!(count(&second, "template_prompts"), 1, "{second:?}");
-    assert_eq!(count(&second, "template_text"), 1, "{second:?}");
+    assert_eq!(count(&second, "stage_part"), 1, "{second:?}");
     // the tables upstream are not recomputed
     for q in ["stage_value(Id(", "pipeline("] {
         assert!(second.iter().filter(|n| n.starts_with(q)).count() <= 1, "{second:?}");

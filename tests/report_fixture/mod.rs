@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use daydream::report::{Links, ModelCalls, ReportInputs, RunSummary, StageRun, read_table};
+use daydream::seed::report::{Links, ModelCalls, ReportInputs, RunSummary, StageRun, read_table};
 
 pub fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results")

@@ -1,0 +1,802 @@
+//! `llm`: one chat completion per row of a per-row stage (its prompts), with the model named by
+//! a column, through a provider of pipeline.yaml (or the local model), N replicates per row.
+//!
+//! A call's key covers the provider's endpoint, the model, the messages (the prompt by its
+//! content hash, and the system prompt if any), temperature, max_tokens and the replicate, and
+//! nothing else: rows asking the very same call share one answer, and an answer in the store
+//! is never paid for again. The calls are made by the executor in `calls.rs`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use crate::engine::cx::{ExecCx, PlanCx, RunState, ValueCx};
+use crate::engine::diag::Diag;
+use crate::engine::fields::{FieldDoc, FieldType, Fields, maybe, opt, req};
+use crate::engine::keys::{Hash, Input, Manifest};
+use crate::engine::kind::{Artifact, Decl, DeclKind, Detail, Kind, Planned, Ref, Shape, Stage, Value, Work};
+use crate::engine::spec::{Pipeline, StageSpec};
+use crate::engine::store::Store;
+use crate::engine::yaml::Loc;
+use crate::llm::client::CallSpec;
+use crate::llm::executor::{CallsSummary, PendingCall, Session, estimate_tokens, sidecar_path};
+use crate::llm::provider::{CALL_KIND, Choice, Env, choose};
+
+pub struct LlmKind;
+
+const FIELDS: &[FieldDoc] = &[
+    req(
+        "prompts",
+        FieldType::Stage,
+        "the per-row stage whose texts are sent (a prompt stage, or a parse stage)",
+    ),
+    req(
+        "model",
+        FieldType::Str,
+        "the column of the rows holding the provider's model name, e.g. generation_model_name",
+    ),
+    maybe(
+        "models",
+        FieldType::Stage,
+        "a table with a `model` column and the prices `input_usd_per_mtok`, `output_usd_per_mtok` (USD per million tokens): for --dry-run, budgets and costs",
+    ),
+    maybe(
+        "system",
+        FieldType::File,
+        "a file whose text is sent as the system message of every call",
+    ),
+    opt(
+        "provider",
+        FieldType::Provider,
+        "auto",
+        "provider to call: a name under `providers:`, or `auto` (see settings.provider)",
+    ),
+    opt(
+        "temperature",
+        FieldType::Num { min: 0.0, max: 2.0 },
+        "0.7",
+        "sampling temperature sent with every call",
+    ),
+    opt(
+        "max_tokens",
+        FieldType::Int { min: 1 },
+        "8192",
+        "max_tokens sent with every call",
+    ),
+    opt(
+        "replicates",
+        FieldType::Int { min: 1 },
+        "1",
+        "independent samples per row (ids get _run01, _run02, ...; a `replicate` column)",
+    ),
+    opt(
+        "on_truncation",
+        FieldType::Choice(&["keep", "fail"]),
+        "keep",
+        "an answer cut at max_tokens: keep it (flagged truncated) or count it as failed",
+    ),
+    req(
+        "output",
+        FieldType::Pattern,
+        "one answer per row, e.g. data/3_generation/generation_responses/{id}.txt (the call record beside it as <id>.json)",
+    ),
+    opt(
+        "materialize",
+        FieldType::Bool,
+        "true",
+        "write the answer files and sidecars (false: keep them in the store only)",
+    ),
+];
+
+#[derive(Debug, PartialEq)]
+pub struct LlmStage {
+    prompts: Ref,
+    model: (String, Loc),
+    models: Option<Ref>,
+    system: Option<Decl>,
+    provider: String,
+    temperature: crate::engine::providers::F64,
+    max_tokens: u64,
+    replicates: u32,
+    truncation_fails: bool,
+    output: Decl,
+    materialize: bool,
+    refs: Vec<Ref>,
+}
+
+impl Kind for LlmKind {
+    fn name(&self) -> &'static str {
+        "llm"
+    }
+
+    fn about(&self) -> &'static str {
+        "one chat completion per row (model from a column), N replicates, every answer kept"
+    }
+
+    fn fields(&self) -> &'static [FieldDoc] {
+        FIELDS
+    }
+
+    fn parse(&self, f: &mut Fields) -> Result<Arc<dyn Stage>, Diag> {
+        let prompts = f.stage_ref("prompts", Shape::PerRow)?;
+        let model = f.string("model")?;
+        let models = f.opt_stage_ref("models", Shape::Rows)?;
+        let system = f.path("system", DeclKind::File, false)?;
+        Ok(Arc::new(LlmStage {
+            prompts,
+            model: (model.value, model.loc),
+            models,
+            system,
+            provider: f.provider("provider")?,
+            temperature: crate::engine::providers::F64(f.float("temperature", 0.0, 2.0, 0.7)?),
+            max_tokens: f.int("max_tokens", 1, Some(8192))?.value as u64,
+            replicates: f.int("replicates", 1, Some(1))?.value as u32,
+            truncation_fails: f.choice("on_truncation", &["keep", "fail"], "keep")? == "fail",
+            output: f.output_pattern("output", true)?.expect("required"),
+            materialize: f.bool("materialize", true)?,
+            refs: f.refs(),
+        }))
+    }
+}
+
+/// What an llm stage asks, for `import`: which stage's texts, the column naming the model, and
+/// the settings sent.
+pub struct Asks<'a> {
+    pub prompts: &'a str,
+    pub model_column: &'a str,
+    pub provider: &'a str,
+    pub temperature: f64,
+    pub max_tokens: u64,
+    pub replicates: u32,
+    pub output: &'a str,
+}
+
+impl LlmStage {
+    pub fn asks(&self) -> Asks<'_> {
+        Asks {
+            prompts: &self.prompts.stage,
+            model_column: &self.model.0,
+            provider: &self.provider,
+            temperature: self.temperature.0,
+            max_tokens: self.max_tokens,
+            replicates: self.replicates,
+            output: &self.output.path,
+        }
+    }
+}
+
+/// What LLM stages keep for the run: each stage's provider, and the session making the calls.
+#[derive(Default)]
+pub struct LlmRun {
+    pub choices: HashMap<String, Choice>,
+    pub session: Option<Session>,
+    /// Notes already told the user.
+    pub told: Vec<String>,
+}
+
+/// What a `models:` table says of each model, by its name: prices (USD per million tokens,
+/// input and output) and context length in tokens.
+#[derive(Default)]
+struct ModelFacts {
+    prices: HashMap<String, (f64, f64)>,
+    contexts: HashMap<String, u64>,
+}
+
+fn model_facts(cx: &PlanCx, models: &Ref) -> Result<ModelFacts, Diag> {
+    let mut facts = ModelFacts {
+        prices: prices(cx, models)?,
+        contexts: HashMap::new(),
+    };
+    let rows = cx.value_of(&models.stage).rows.clone().expect("a rows stage");
+    if let (Some(m), Some(c)) = (rows.column("model"), rows.column("context_tokens")) {
+        for r in 0..rows.len() {
+            let v = rows.get(r, c).trim();
+            if v.is_empty() {
+                continue;
+            }
+            let n = v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                let place = rows
+                    .place(r)
+                    .map_or(String::new(), |(f, l)| format!(" in {f} line {l}"));
+                Diag::new(format!(
+                    "`context_tokens` of model `{}`{place} is `{v}`, not a number of tokens",
+                    rows.id(r)
+                ))
+                .help("give the model's context length in tokens, e.g. 200000; leave the cell empty when unknown")
+            })?;
+            facts.contexts.insert(rows.get(r, m).trim().to_owned(), n);
+        }
+    }
+    Ok(facts)
+}
+
+/// The price table of a `models:` stage: USD per million tokens (input, output) by model name.
+fn prices(cx: &PlanCx, models: &Ref) -> Result<HashMap<String, (f64, f64)>, Diag> {
+    let rows = cx.value_of(&models.stage).rows.clone().expect("a rows stage");
+    let (Some(m), pin, pout) = (
+        rows.column("model"),
+        rows.column("input_usd_per_mtok"),
+        rows.column("output_usd_per_mtok"),
+    ) else {
+        return Err(cx
+            .diag(
+                format!("`models: {}`: its rows have no `model` column", models.stage),
+                models.loc,
+            )
+            .help("the models table names each provider model in a `model` column"));
+    };
+    let mut out = HashMap::new();
+    let (Some(pin), Some(pout)) = (pin, pout) else {
+        return Ok(out);
+    };
+    for r in 0..rows.len() {
+        let parse = |c: usize| -> Result<Option<f64>, Diag> {
+            let v = rows.get(r, c).trim();
+            if v.is_empty() {
+                return Ok(None);
+            }
+            v.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .map(Some)
+                .ok_or_else(|| {
+                    let place = rows
+                        .place(r)
+                        .map_or(String::new(), |(f, l)| format!(" in {f} line {l}"));
+                    let d = Diag::new(format!(
+                        "`{}` of model `{}`{place} is `{v}`, not a price",
+                        rows.names[c],
+                        rows.id(r)
+                    ))
+                    .help("prices are USD per million tokens, e.g. 0.30; leave the cell empty when unknown");
+                    match rows.place(r) {
+                        Some((f, l)) => d.in_file(f).at(None, l, 0),
+                        None => d,
+                    }
+                })
+        };
+        if let (Some(i), Some(o)) = (parse(pin)?, parse(pout)?) {
+            out.insert(rows.get(r, m).trim().to_owned(), (i, o));
+        }
+    }
+    Ok(out)
+}
+
+/// What the calls of one model would cost.
+#[derive(Default)]
+struct ModelEstimate {
+    calls: usize,
+    cached: usize,
+    /// Of `calls`, those whose prompt waits for upstream outputs (tokens are an upper bound).
+    waiting: usize,
+    input_tokens: u64,
+    /// `None` once a call has no price.
+    cost: Option<f64>,
+    over_context: usize,
+    context: Option<u64>,
+}
+
+impl ModelEstimate {
+    fn add(&mut self, input: u64, output: u64, price: Option<(f64, f64)>, waiting: bool) {
+        if self.calls == 0 {
+            self.cost = Some(0.0);
+        }
+        self.calls += 1;
+        self.waiting += usize::from(waiting);
+        self.input_tokens += input;
+        self.cost = match (self.cost, price) {
+            (Some(sum), Some((i, o))) => Some(sum + (input as f64 * i + output as f64 * o) / 1e6),
+            _ => None,
+        };
+    }
+}
+
+/// What `plan` keeps for `execute` and `estimate`: per artifact, its prompt and model.
+struct Calls {
+    items: Vec<Item>,
+    /// Rows whose prompt does not exist yet (made by the run, or failed upstream).
+    waiting: Vec<u32>,
+    models: ModelFacts,
+    max_tokens: u64,
+}
+
+struct Item {
+    prompt: Hash,
+    prompt_path: String,
+    model: Arc<str>,
+}
+
+impl LlmStage {
+    fn choice<'a>(&self, run: &'a RunState, stage: &str) -> &'a Choice {
+        &run.get::<LlmRun>().expect("begin chose the providers").choices[stage]
+    }
+
+    /// The key of one call.
+    fn manifest(&self, choice: &Choice, model: &str, prompt: Hash, system: Option<Hash>, replicate: u32) -> Manifest {
+        let max_tokens = choice.max_tokens(self.max_tokens);
+        let mut m =
+            crate::llm::provider::call_manifest(choice, model, prompt, self.temperature.0, max_tokens, replicate);
+        if let Some(h) = system {
+            m = m
+                .param("messages", "a system message, then the user message")
+                .input(Input {
+                    name: "system".into(),
+                    path: self.system.as_ref().map(|d| d.path.clone()),
+                    hash: h,
+                });
+        }
+        m
+    }
+}
+
+impl Stage for LlmStage {
+    fn refs(&self) -> Vec<Ref> {
+        self.refs.clone()
+    }
+
+    fn offers(&self) -> &'static [Shape] {
+        &[Shape::Rows, Shape::PerRow]
+    }
+
+    fn inputs(&self) -> Vec<Decl> {
+        self.system.iter().cloned().collect()
+    }
+
+    fn outputs(&self) -> Vec<Decl> {
+        vec![self.output.clone()]
+    }
+
+    fn sidecars(&self) -> &'static [(&'static str, &'static str)] {
+        &[(".txt", ".json")]
+    }
+
+    fn effectful(&self) -> bool {
+        true
+    }
+
+    fn reads_outputs(&self) -> bool {
+        true
+    }
+
+    fn paid(&self) -> bool {
+        true
+    }
+
+    fn shared_actions(&self) -> Option<&'static str> {
+        Some(CALL_KIND)
+    }
+
+    fn value(&self, cx: &ValueCx) -> Result<Value, Diag> {
+        let up = cx.upstream(&self.prompts.stage)?;
+        let rows = up.rows.as_ref().expect("a per-row stage has rows");
+        if rows.column(&self.model.0).is_none() {
+            return Err(cx
+                .diag(
+                    format!(
+                        "`model: {}`: the rows of `{}` have no such column",
+                        self.model.0, self.prompts.stage
+                    ),
+                    self.model.1,
+                )
+                .help(format!("their columns are: {}", rows.names.join(", "))));
+        }
+        if let Some(s) = &self.system {
+            cx.require_text(&s.path, "system prompt")?;
+        }
+        let rows = rows.replicated(self.replicates);
+        let summary = format!("{} calls", rows.len());
+        Ok(Value {
+            rows: Some(Arc::new(rows)),
+            data: None,
+            summary,
+        })
+    }
+
+    fn size_bound(&self, cx: &PlanCx, spec: &StageSpec, _value: &Value, _row: usize) -> Option<u64> {
+        let choice = cx.run.get::<LlmRun>()?.choices.get(&spec.name)?;
+        Some(choice.max_tokens(self.max_tokens) * 4)
+    }
+
+    fn begin(
+        &self,
+        run: &mut RunState,
+        stage: &StageSpec,
+        pipeline: &Pipeline,
+        root: &std::path::Path,
+    ) -> Result<(), Diag> {
+        let env = Env::load(root);
+        let choice = choose(pipeline, &stage.name, &self.provider, run.provider.as_deref(), &env)?;
+        if let Some(note) = &choice.note
+            && !run.notes.contains(note)
+        {
+            run.notes.push(note.clone());
+        }
+        run.ext::<LlmRun>().choices.insert(stage.name.clone(), choice);
+        Ok(())
+    }
+
+    fn check(&self, cx: &PlanCx) -> Result<(), Diag> {
+        let rows = cx.value.rows.as_ref().expect("rows");
+        let c = rows.column(&self.model.0).expect("checked with the value");
+        for r in 0..rows.len() {
+            if rows.get(r, c).trim().is_empty() {
+                return Err(cx
+                    .diag(
+                        format!(
+                            "row `{}` of stage `{}` has no model in `{}`",
+                            rows.id(r),
+                            cx.stage.name,
+                            self.model.0
+                        ),
+                        self.model.1,
+                    )
+                    .help("fill in the provider's model name (e.g. google/gemini-2.5-flash) in the models table"));
+            }
+        }
+        if let Some(m) = &self.models {
+            model_facts(cx, m)?;
+        }
+        Ok(())
+    }
+
+    fn plan(&self, cx: &PlanCx) -> Result<Planned, Diag> {
+        let rows = cx.value.rows.clone().expect("rows");
+        let choice = self.choice(cx.run, &cx.stage.name);
+        let prompts = cx.done_of(&self.prompts.stage).expect("the prompts were made before");
+        let prompt_rows = cx.value_of(&self.prompts.stage).rows.clone().expect("rows");
+        let model_col = rows.column(&self.model.0).expect("checked");
+        let system = match &self.system {
+            Some(d) => Some(Hash::of(cx.text(&d.path)?.as_bytes())),
+            None => None,
+        };
+        let n = self.replicates;
+        let pattern: Vec<&str> = self.output.path.split("{id}").collect();
+        let mut artifacts = Vec::with_capacity(rows.len());
+        let mut items = Vec::with_capacity(rows.len());
+        let mut blocked = 0;
+        let mut waiting = Vec::new();
+        let mut models: HashMap<&str, Arc<str>> = HashMap::new();
+        for r in 0..rows.len() {
+            let base = r / n as usize;
+            let Some((prompt_artifact, Some(prompt))) = prompts.of_task(prompt_rows.id(base)) else {
+                blocked += 1;
+                waiting.push(r as u32);
+                continue;
+            };
+            let name = rows.get(r, model_col).trim();
+            let model = models.entry(name).or_insert_with(|| Arc::from(name)).clone();
+            let replicate = (r % n as usize) as u32 + 1;
+            let m = self.manifest(choice, &model, prompt, system, replicate);
+            artifacts.push(Artifact {
+                path: pattern.join(rows.id(r)),
+                task: Some(rows.id(r).to_owned()),
+                key: m.key(),
+                work: Work::Effect(items.len() as u32),
+                materialize: self.materialize,
+                group: Some(model.clone()),
+                manifest: Some(Arc::new(m)),
+            });
+            items.push(Item {
+                prompt,
+                prompt_path: prompt_artifact.path.clone(),
+                model,
+            });
+        }
+        let models = match &self.models {
+            Some(m) => model_facts(cx, m)?,
+            None => ModelFacts::default(),
+        };
+        Ok(Planned {
+            summary: Some(format!("{} calls", artifacts.len())),
+            artifacts,
+            blocked,
+            data: Some(Arc::new(Calls {
+                items,
+                waiting,
+                models,
+                max_tokens: choice.max_tokens(self.max_tokens),
+            })),
+        })
+    }
+
+    fn estimate(&self, cx: &PlanCx, planned: &Planned, pending: &[&Artifact]) -> Result<Detail> {
+        let calls: &Calls = planned.data().expect("calls");
+        let choice = self.choice(cx.run, &cx.stage.name);
+        let price = |model: &str| {
+            if choice.provider.local {
+                Some((0.0, 0.0))
+            } else {
+                calls.models.prices.get(model).copied()
+            }
+        };
+        let context = |model: &str| {
+            (!choice.provider.local)
+                .then(|| calls.models.contexts.get(model).copied())
+                .flatten()
+        };
+        let mut per_model: BTreeMap<String, ModelEstimate> = BTreeMap::new();
+        let pending_keys: std::collections::HashSet<Hash> = pending.iter().map(|a| a.key).collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut asked: Vec<(&Manifest, usize)> = Vec::new();
+        for a in &planned.artifacts {
+            let Work::Effect(i) = a.work else { continue };
+            let item = &calls.items[i as usize];
+            let e = per_model.entry(item.model.to_string()).or_default();
+            if !pending_keys.contains(&a.key) {
+                e.cached += 1;
+                continue;
+            }
+            if !seen.insert(a.key) {
+                if let Some(last) = asked.iter_mut().find(|(m, _)| m.key() == a.key) {
+                    last.1 += 1;
+                }
+                continue;
+            }
+            asked.push((a.manifest.as_deref().expect("calls carry their manifest"), 1));
+            // a prompt the store lost is estimated without its text (a real run stops on it)
+            let text = cx
+                .content(&item.prompt)?
+                .map(|b| crate::engine::text::lossy(&b).into_owned())
+                .unwrap_or_default();
+            let tokens = estimate_tokens(&text);
+            if let Some(c) = context(&item.model)
+                && tokens > c
+            {
+                e.over_context += 1;
+                e.context = Some(c);
+                continue;
+            }
+            e.add(tokens, calls.max_tokens, price(&item.model), false);
+        }
+        // rows whose prompt waits for upstream outputs: counted from the rows, bounded by the
+        // largest prompt they can get
+        let prompt_spec = cx.spec_of(&self.prompts.stage);
+        let prompt_value = cx.value_of(&self.prompts.stage);
+        let rows = cx.value.rows.as_ref().expect("rows");
+        let model_col = rows.column(&self.model.0).expect("checked");
+        for &r in &calls.waiting {
+            let base = r as usize / self.replicates as usize;
+            let Some(bound) = prompt_spec.stage.size_bound(cx, prompt_spec, prompt_value, base) else {
+                continue;
+            };
+            let model = rows.get(r as usize, model_col).trim();
+            let e = per_model.entry(model.to_owned()).or_default();
+            e.add(bound.div_ceil(4), calls.max_tokens, price(model), true);
+        }
+        let mut d = Detail {
+            estimate: true,
+            ..Default::default()
+        };
+        d.notes
+            .extend(crate::llm::provider::endpoint_changed(cx.store, choice, &asked, true)?);
+        if per_model.values().any(|m| m.calls > 0) {
+            d.lines.push(format!(
+                "{:<44} {:>6} {:>8} {:>13} {:>10}",
+                "model", "calls", "cached", "input tokens", "cost up to"
+            ));
+            for (m, e) in &per_model {
+                let tokens = if e.waiting > 0 {
+                    format!("<={}", e.input_tokens)
+                } else {
+                    format!("~{}", e.input_tokens)
+                };
+                let cost = match e.cost {
+                    _ if e.calls == 0 => "$0.0000".to_owned(),
+                    Some(c) => format!("${c:.4}"),
+                    None => "unpriced".to_owned(),
+                };
+                d.lines.push(format!(
+                    "{m:<44} {:>6} {:>8} {tokens:>13} {cost:>10}",
+                    e.calls, e.cached
+                ));
+                if !choice.provider.local {
+                    match e.cost {
+                        Some(c) => d.cost += c,
+                        None => d.unpriced += e.calls,
+                    }
+                }
+            }
+            let waiting: usize = per_model.values().map(|m| m.waiting).sum();
+            if waiting > 0 {
+                d.lines.push(format!(
+                    "(<= upper bound: {} wait for upstream answers; each prompt counted as its template plus the longest answer it may hold)",
+                    plural(waiting, "call")
+                ));
+            }
+        }
+        for (m, e) in per_model.iter().filter(|(_, e)| e.over_context > 0) {
+            d.lines.push(format!(
+                "{m}: {} longer than its context ({} tokens) fail without a request",
+                plural(e.over_context, "prompt"),
+                e.context.unwrap_or(0)
+            ));
+        }
+        Ok(d)
+    }
+
+    fn execute(&self, cx: &mut ExecCx, pending: Vec<&Artifact>) -> Result<Detail> {
+        let calls: &Calls = cx.planned.data().expect("calls");
+        let choice = self.choice(cx.run, &cx.stage.name).clone();
+        choice.require_key()?;
+        let system_text = match &self.system {
+            Some(d) => {
+                Some(std::fs::read_to_string(cx.root.join(&d.path)).with_context(|| format!("reading {}", d.path))?)
+            }
+            None => None,
+        };
+        let _ = system_text;
+        let mut out: Vec<PendingCall> = Vec::with_capacity(pending.len());
+        let mut by_key: HashMap<Hash, usize> = HashMap::new();
+        for a in pending {
+            let Work::Effect(i) = a.work else { continue };
+            let item = &calls.items[i as usize];
+            if let Some(&j) = by_key.get(&a.key) {
+                out[j].also.push(crate::llm::executor::Sharer {
+                    task: a.task.clone().unwrap_or_default(),
+                    path: a.path.clone(),
+                    model: item.model.to_string(),
+                });
+                continue;
+            }
+            by_key.insert(a.key, out.len());
+            // a prompt made in this run is at hand; one of an earlier run is read as its call starts
+            let in_memory = cx.done.values().find_map(|d| d.contents.get(&item.prompt)).cloned();
+            let (prompt, prompt_in_store) = match in_memory {
+                Some(text) => (Arc::from(crate::engine::text::lossy(&text).as_ref()), None),
+                None => (Arc::from(""), Some(item.prompt)),
+            };
+            out.push(PendingCall {
+                task: a.task.clone().unwrap_or_default(),
+                key: a.key,
+                manifest: a.manifest.as_deref().cloned().expect("calls carry their manifest"),
+                prompt_in_store,
+                spec: CallSpec {
+                    model: item.model.to_string(),
+                    prompt,
+                    temperature: self.temperature.0,
+                    max_tokens: calls.max_tokens,
+                    grammar: None,
+                },
+                path: a.path.clone(),
+                also: Vec::new(),
+                materialize: a.materialize,
+                price: if choice.provider.local {
+                    Some((0.0, 0.0))
+                } else {
+                    calls.models.prices.get(&*item.model).copied()
+                },
+                context: if choice.provider.local {
+                    None
+                } else {
+                    calls.models.contexts.get(&*item.model).copied()
+                },
+            });
+        }
+        let refresh = cx.run.refresh.contains(&cx.stage.name);
+        let budget = cx.run.budget;
+        let asked: Vec<(&Manifest, usize)> = out.iter().map(|c| (&c.manifest, 1 + c.also.len())).collect();
+        let notes: Vec<String> = crate::llm::provider::endpoint_changed(cx.store, &choice, &asked, false)?
+            .into_iter()
+            .collect();
+        let llm = cx.run.ext::<LlmRun>();
+        crate::llm::progress::announce(&cx.stage.name, &choice, out.len(), cx.cached, &mut llm.told);
+        let session = llm.session.get_or_insert_with(|| Session::new(budget));
+        let s = session.run_calls(
+            cx.root,
+            cx.store,
+            cx.tmp,
+            &cx.stage.name,
+            self.truncation_fails,
+            &choice,
+            out,
+            cx.cached,
+            refresh,
+        )?;
+        let mut d = summary_detail(&s);
+        d.stopped = session.stopped();
+        d.notes = notes;
+        Ok(d)
+    }
+
+    fn record(&self, store: &Store, stage: &str, a: &Artifact) -> Result<Option<String>> {
+        let own = crate::llm::record::task_record(
+            store,
+            stage,
+            &a.key,
+            a.task.as_deref().unwrap_or_default(),
+            a.group.as_deref().unwrap_or_default(),
+        )?;
+        Ok(match own {
+            Some(r) => Some(r),
+            // no answer: the last failed attempt's record
+            None => match &a.task {
+                Some(t) => store.latest_calls(stage)?.remove(t).map(|(_, r)| r),
+                None => None,
+            },
+        })
+    }
+
+    fn made_from(&self, planned: &Planned, a: &Artifact) -> Option<String> {
+        let Work::Effect(i) = a.work else { return None };
+        Some(planned.data::<Calls>()?.items.get(i as usize)?.prompt_path.clone())
+    }
+
+    fn status_note(&self, artifacts: &[Artifact], known: &crate::engine::keys::FastMap<Hash, Hash>) -> String {
+        let mut answered = 0;
+        let mut served = std::collections::BTreeSet::new();
+        for a in artifacts.iter().filter(|a| known.contains_key(&a.key)) {
+            let Some(m) = &a.manifest else { continue };
+            if m.params.get("endpoint").is_some_and(|e| e.starts_with("local:")) {
+                answered += 1;
+                served.extend(m.params.get("model").cloned());
+            }
+        }
+        if answered == 0 {
+            return String::new();
+        }
+        let served: Vec<String> = served.into_iter().collect();
+        format!(
+            " ({}answered offline by the local model {}, not by the models named)",
+            if answered == artifacts.len() {
+                String::new()
+            } else {
+                format!("{answered} ")
+            },
+            served.join(", ")
+        )
+    }
+
+    fn sidecar(&self, store: &Store, stage: &str, a: &Artifact) -> Result<Option<(String, Vec<u8>)>> {
+        let own = crate::llm::record::task_record(
+            store,
+            stage,
+            &a.key,
+            a.task.as_deref().unwrap_or_default(),
+            a.group.as_deref().unwrap_or_default(),
+        )?;
+        Ok(own.map(|info| {
+            let pretty = serde_json::from_str::<serde_json::Value>(&info)
+                .and_then(|v| serde_json::to_vec_pretty(&v))
+                .unwrap_or(info.into_bytes());
+            (sidecar_path(&a.path), pretty)
+        }))
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+/// The run summary's lines for the calls of one stage.
+fn summary_detail(c: &CallsSummary) -> Detail {
+    let mut lines = vec![format!(
+        "{} requests: {} ok, {} truncated; tokens {} in, {} out; cost ${:.4}{}",
+        c.requests,
+        c.ok,
+        c.truncated,
+        c.prompt_tokens,
+        c.completion_tokens,
+        c.cost,
+        if c.unpriced > 0 {
+            format!(" (+{} unpriced)", plural(c.unpriced, "call"))
+        } else {
+            String::new()
+        }
+    )];
+    let mut by_cause: BTreeMap<_, usize> = c.failed.clone();
+    for (cause, n) in &c.not_started {
+        *by_cause.entry(*cause).or_default() += n;
+    }
+    for (cause, n) in by_cause {
+        lines.push(format!("failed {n}: {}", cause.describe()));
+    }
+    Detail {
+        executed: c.tasks_answered,
+        made: c.requests,
+        failed: c.tasks_failed,
+        lines,
+        cost: c.cost,
+        ..Default::default()
+    }
+}

@@ -1,2 +1,0 @@
-//! The commands of the command line, above the engine and the kinds.
-pub mod schema;
