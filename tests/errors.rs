@@ -39,7 +39,7 @@ fn config_error(break_it: impl FnOnce(&Space), expected: &[&str]) -> String {
 fn malformed_yaml() {
     config_error(
         |s| s.edit("pipeline.yaml", "    k_max: 4", "    k_max: [4"),
-        &["error: pipeline.yaml:", "--> pipeline.yaml:55:"],
+        &["error: pipeline.yaml:", "--> pipeline.yaml:65:"],
     );
 }
 
@@ -49,9 +49,9 @@ fn unknown_key_suggests_the_nearest() {
     assert_eq!(
         err,
         "error: unknown key `kmax` in stage `content_combinations` (kind `combinations`)
-  --> pipeline.yaml:54:5
+  --> pipeline.yaml:64:5
    |
-54 |     kmax: 4
+64 |     kmax: 4
    |     ^^^^^
   = help: did you mean `k_max`?
 "
@@ -61,8 +61,12 @@ fn unknown_key_suggests_the_nearest() {
 #[test]
 fn unknown_top_level_key() {
     config_error(
-        |s| s.edit("pipeline.yaml", "version: 1\n", "version: 1\nstagez: {}\n"),
-        &["unknown field `stagez`", "pipeline.yaml:4:1", "did you mean `stages`?"],
+        |s| s.edit("pipeline.yaml", "version: 2\n", "version: 2\nstagez: {}\n"),
+        &[
+            "unknown key `stagez` at the top of pipeline.yaml",
+            "pipeline.yaml:5:1",
+            "did you mean `stages`?",
+        ],
     );
 }
 
@@ -72,7 +76,7 @@ fn unknown_stage_kind() {
         |s| s.edit("pipeline.yaml", "kind: combinations", "kind: combination"),
         &[
             "unknown stage kind `combination` in stage `content_combinations`",
-            "pipeline.yaml:52:11",
+            "pipeline.yaml:62:11",
             "did you mean `combinations`?",
         ],
     );
@@ -84,30 +88,32 @@ fn reference_to_a_missing_stage() {
         |s| {
             s.edit(
                 "pipeline.yaml",
-                "combinations: content_combinations",
-                "combinations: content_combination",
+                "combo: content_combinations",
+                "combo: content_combination",
             )
         },
         &[
-            "stage `generation_tasks` reads `combinations: content_combination`, but there is no stage named `content_combination`",
-            "pipeline.yaml:61:19",
+            "stage `generation_tasks` reads `axes: content_combination`, but there is no stage named `content_combination`",
+            "pipeline.yaml:75:14",
             "did you mean `content_combinations`?",
         ],
     );
 }
 
 #[test]
-fn reference_to_a_stage_of_the_wrong_kind() {
+fn reference_to_a_stage_of_the_wrong_shape() {
     config_error(
         |s| {
             s.edit(
                 "pipeline.yaml",
-                "    models: llm_models\n    templates: generation_templates",
-                "    models: concepts\n    templates: generation_templates",
+                "    concepts: concepts\n",
+                "    concepts: llm_models\n",
             )
         },
         &[
-            "`models: concepts` in stage `generation_tasks` must name a stage of kind models, but `concepts` is of kind `concepts`",
+            "`concepts: llm_models` in stage `content_combinations` needs concepts (a `concepts` stage), but `llm_models` is a `table` stage, which does not offer it",
+            "pipeline.yaml:63:15",
+            "stages that do: concepts",
         ],
     );
 }
@@ -118,13 +124,13 @@ fn a_cycle_is_printed_as_its_path() {
         |s| {
             s.edit(
                 "pipeline.yaml",
-                "    concepts: concepts",
-                "    concepts: generation_tasks",
+                "combo: content_combinations",
+                "combo: generation_prompt",
             )
         },
         &[
-            "the stages form a cycle: content_combinations -> generation_tasks -> content_combinations",
-            "pipeline.yaml:61:19",
+            "the stages form a cycle: generation_tasks -> generation_prompt -> generation_tasks",
+            "pipeline.yaml:",
         ],
     );
 }
@@ -135,7 +141,7 @@ fn a_missing_input_file() {
         |s| std::fs::remove_file(s.path("data/1_raw/llm_models.csv")).unwrap(),
         &[
             "input file `data/1_raw/llm_models.csv` of stage `llm_models` does not exist",
-            "pipeline.yaml:39:10",
+            "pipeline.yaml:45:10",
         ],
     );
 }
@@ -152,8 +158,9 @@ fn a_missing_template_file_names_the_csv_line() {
     config_error(
         |s| std::fs::remove_file(s.path("templates/generation/gwern_original.txt")).unwrap(),
         &[
-            "template `gwern_original` listed in data/1_raw/generation_templates.csv line 12 has no file templates/generation/gwern_original.txt",
+            "row `gwern_original` has no file templates/generation/gwern_original.txt, in column `template_id` of data/1_raw/generation_templates.csv line 12",
             "--> data/1_raw/generation_templates.csv:12",
+            "create templates/generation/gwern_original.txt, or delete the row",
         ],
     );
 }
@@ -217,7 +224,7 @@ fn k_max_larger_than_the_active_concepts() {
         |s| s.edit("pipeline.yaml", "k_max: 4", "k_max: 6"),
         &[
             "k_max is 6 but only 5 concepts are active in data/1_raw/concepts/concepts_metadata.csv",
-            "pipeline.yaml:54:12",
+            "pipeline.yaml:64:12",
             "lower k_max to at most 5",
         ],
     );
@@ -245,7 +252,7 @@ fn a_missing_csv_column() {
     config_error(
         |s| s.edit("data/1_raw/llm_models.csv", "for_generation", "for_gen"),
         &[
-            "data/1_raw/llm_models.csv has no `for_generation` column",
+            "axis `model` filters on `for_generation`, which the rows of `llm_models` do not have",
             "its columns are: id, model",
         ],
     );
@@ -271,8 +278,12 @@ fn a_combo_registry_collision() {
 #[test]
 fn unsupported_version() {
     config_error(
-        |s| s.edit("pipeline.yaml", "version: 1", "version: 7"),
-        &["unsupported pipeline version 7", "pipeline.yaml:3:10"],
+        |s| s.edit("pipeline.yaml", "version: 2", "version: 7"),
+        &[
+            "unsupported pipeline version `7`",
+            "pipeline.yaml:4:10",
+            "this daydream reads `version: 2`",
+        ],
     );
 }
 

@@ -23,7 +23,7 @@ fn explain_a_prompt_lists_its_inputs_with_hashes_and_paths() {
     let out = s.ok(&["explain", PROMPT]);
     assert!(
         out.starts_with(&format!(
-            "{PROMPT}\n  stage    generation_prompt (kind generation_prompt)\n  task     {TASK}\n  key      "
+            "{PROMPT}\n  stage    generation_prompt (kind prompt)\n  task     {TASK}\n  key      "
         )),
         "{out}"
     );
@@ -114,7 +114,7 @@ fn explain_a_table_and_an_output_not_built_yet() {
     s.ok(&["run"]);
     let out = s.ok(&["explain", "data/2_tasks/generation_tasks.csv"]);
     for part in [
-        "stage    generation_tasks (kind generation_tasks)",
+        "stage    generation_tasks (kind cross)",
         "content_combinations",
         "llm_models",
         "generation_templates",
@@ -128,7 +128,10 @@ fn explain_a_table_and_an_output_not_built_yet() {
         "llama_31_405b,meta-llama/llama-3.1-405b-instruct,meta,\"Llama 3.1 405B Instruct\",false",
     );
     let out = s.ok(&["explain", "data/2_tasks/generation_tasks.csv"]);
-    assert!(out.contains("status   stale\n    input llm_models changed"), "{out}");
+    assert!(
+        out.contains("status   stale\n    input llm_models (data/1_raw/llm_models.csv) changed"),
+        "{out}"
+    );
 }
 
 #[test]

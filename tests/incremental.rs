@@ -268,7 +268,13 @@ fn clean_removes_outputs_and_the_next_run_recomputes() {
 fn dag_prints_the_stage_graph() {
     let s = Space::shipped();
     let text = s.ok(&["dag"]);
-    assert!(text.contains("generation_prompt (generation_prompt)\n  <- generation_tasks (tasks)\n  -> data/3_generation/generation_prompts/{id}.txt"), "{text}");
+    assert!(
+        text.contains(
+            "generation_prompt (prompt)\n  <- generation_tasks (rows)\n  <- content_combinations (context)\n  \
+             <- templates/generation/{generation_template}.txt\n  -> data/3_generation/generation_prompts/{id}.txt"
+        ),
+        "{text}"
+    );
     let dot = s.ok(&["dag", "--dot"]);
     assert!(dot.starts_with("digraph daydream {"), "{dot}");
     assert!(

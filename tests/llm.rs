@@ -619,7 +619,7 @@ fn refresh_asks_again_and_keeps_the_old_answer() {
         .unwrap();
     assert_eq!(kept, 5, "the first answers are kept");
     let err = s.fails(&["run", "--refresh", "generation_prompt"], 2);
-    assert!(err.contains("not an LLM stage"), "{err}");
+    assert!(err.contains("makes nothing that can be asked again"), "{err}");
 }
 
 #[test]

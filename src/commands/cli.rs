@@ -219,9 +219,10 @@ fn dispatch(root: &std::path::Path, command: Command) -> Result<i32, RunError> {
             let found = explain::explain(&project, &mut store, &target)?;
             if found.is_empty() {
                 return Err(RunError::Config(
-                    Diag::new(format!("`{target}` is neither an output of this pipeline nor a row id")).help(
-                        "give a path such as data/2_tasks/generation_tasks.csv, or a task id from the task tables",
-                    ),
+                    Diag::new(format!(
+                        "`{target}` is neither an output of this pipeline nor a task id"
+                    ))
+                    .help("give a path such as data/2_tasks/generation_tasks.csv, or a task id from the task tables"),
                 ));
             }
             if json {

@@ -158,7 +158,7 @@ fn print_stage(out: &mut dyn Write, s: &StageReport, dry_run: bool) {
     if s.blocked > 0 {
         let _ = write!(out, ", waiting for upstream {}", s.blocked);
     }
-    if s.computed > 0 && s.computed < s.executed {
+    if s.computed > 0 {
         let _ = write!(out, " ({} distinct)", s.computed);
     }
     if s.overwritten_edits > 0 {

@@ -154,8 +154,26 @@ impl<'a> Fields<'a> {
         (n.value != Value::Null).then_some(n)
     }
 
-    /// The node of a required field.
+    /// The node of a required field. When it is missing but a key the kind does not know is a
+    /// near miss of it (`kmax`), that key is the error: "did you mean `k_max`?".
     pub fn node(&mut self, name: &str) -> Result<&'a Node, Diag> {
+        if self.entries.iter().all(|e| e.key != name)
+            && let Some(e) = self.entries.iter().find(|e| {
+                !self.docs.iter().any(|d| d.name == e.key)
+                    && e.key != "kind"
+                    && nearest(&e.key, self.docs.iter().map(|d| d.name)) == Some(name)
+            })
+        {
+            return Err(self
+                .diag(
+                    format!(
+                        "unknown key `{}` in stage `{}` (kind `{}`)",
+                        e.key, self.stage, self.kind
+                    ),
+                    e.key_loc,
+                )
+                .help(format!("did you mean `{name}`?")));
+        }
         self.opt_node(name).ok_or_else(|| {
             self.diag(
                 format!("stage `{}` (kind `{}`) is missing `{name}`", self.stage, self.kind),

@@ -104,7 +104,8 @@ pub struct StageReport {
     pub executed: usize,
     pub reused: usize,
     pub unchanged: usize,
-    /// Distinct contents computed (a prompt rendered once for several rows).
+    /// Distinct contents computed, when fewer than the outputs made (a prompt rendered once for
+    /// several rows); 0 otherwise.
     pub computed: usize,
     /// Files that differed from what daydream last wrote (hand edits) and were restored.
     pub overwritten_edits: usize,
@@ -426,7 +427,18 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
             }
             report.overwritten_edits += usize::from(*edited);
         }
-        report.computed = prep.computed.len();
+        // distinct contents made, when fewer than the artifacts made (prompts shared by rows)
+        let computing = sp
+            .planned
+            .artifacts
+            .iter()
+            .zip(&prep.standing)
+            .filter(|(a, s)| s.0 == Standing::Execute && matches!(a.work, Work::Compute(_)))
+            .count();
+        if prep.computed.len() < computing {
+            let contents: HashSet<Hash> = prep.computed.values().map(|c| Hash::of(c)).collect();
+            report.computed = contents.len();
+        }
         let mut prep = prep;
         report.notes.append(&mut prep.notes);
         // the effects to make (rows asking the same key are the stage's to share)
@@ -438,7 +450,7 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
             .filter(|(a, s)| s.0 == Standing::Execute && matches!(a.work, Work::Effect(_)))
             .map(|(a, _)| a)
             .collect();
-        let effectful = sp.planned.artifacts.iter().any(|a| matches!(a.work, Work::Effect(_)));
+        let effectful = spec.stage.effectful();
         if opts.dry_run {
             if effectful {
                 let cx = PlanCx {

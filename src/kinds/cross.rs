@@ -65,6 +65,8 @@ enum Source {
 pub struct CrossStage {
     axes: Vec<Axis>,
     id: (Format, Loc),
+    /// The id format as written.
+    id_text: String,
     columns: Vec<(String, String, Loc)>,
     replicates: u32,
     output: Option<Decl>,
@@ -153,6 +155,7 @@ impl Kind for CrossKind {
         let stage = CrossStage {
             axes,
             id: (id_format, id.loc),
+            id_text: id.value.clone(),
             columns,
             replicates,
             output,
@@ -423,7 +426,6 @@ impl Stage for CrossStage {
         let Some(out) = &self.output else {
             return Ok(Planned::default());
         };
-        let rows = cx.value.rows.as_ref().expect("a cross product has rows");
         let mut m = Manifest::new("cross")
             .param(
                 "columns",
@@ -433,19 +435,21 @@ impl Stage for CrossStage {
                     .collect::<Vec<_>>()
                     .join(","),
             )
-            .param("id", format!("{:?}", self.id.0));
+            .param("id", &self.id_text);
         for a in &self.axes {
+            let spec = cx.spec_of(&a.from.stage);
+            // where the axis's rows come from, to show: its table, or what it reads
+            let path = spec
+                .stage
+                .table()
+                .map(|t| t.0)
+                .or_else(|| spec.stage.inputs().first().map(|d| d.path.clone()));
             m = m.input(Input {
-                name: format!("axis:{}", a.name),
-                path: None,
+                name: a.from.stage.clone(),
+                path,
                 hash: value_hash(&**cx.value_of(&a.from.stage).rows.as_ref().expect("axes have rows")),
             });
         }
-        m = m.input(Input {
-            name: "rows".into(),
-            path: None,
-            hash: value_hash(&**rows),
-        });
         Ok(Planned {
             artifacts: vec![Artifact {
                 path: out.path.clone(),

@@ -19,6 +19,7 @@ use crate::engine::kind::{Artifact, Decl, DeclKind, Detail, Kind, Planned, Ref, 
 use crate::engine::spec::{Pipeline, StageSpec};
 use crate::engine::store::Store;
 use crate::engine::yaml::Loc;
+use crate::kinds::parse::{self, choice, row_rules};
 use crate::llm::client::CallSpec;
 use crate::llm::executor::{CallsSummary, PendingCall, Session, estimate_tokens, sidecar_path};
 use crate::llm::provider::{CALL_KIND, Choice, Env, choose};
@@ -87,10 +88,16 @@ const FIELDS: &[FieldDoc] = &[
         "true",
         "write the answer files and sidecars (false: keep them in the store only)",
     ),
+    maybe(
+        "local_score_line",
+        FieldType::Map,
+        "{parser: NAME or lookup, default: NAME, range: MIN-MAX or lookup}: rows whose parser is in_last_line get a llama.cpp grammar when the local model answers, so each answer ends in `SCORE: N` within the range (remote providers never get it)",
+    ),
 ];
 
 #[derive(Debug, PartialEq)]
 pub struct LlmStage {
+    local_score_line: Option<ScoreLine>,
     prompts: Ref,
     model: (String, Loc),
     models: Option<Ref>,
@@ -120,10 +127,15 @@ impl Kind for LlmKind {
 
     fn parse(&self, f: &mut Fields) -> Result<Arc<dyn Stage>, Diag> {
         let prompts = f.stage_ref("prompts", Shape::PerRow)?;
+        let local_score_line = match f.opt_node("local_score_line") {
+            Some(n) => Some(score_line(f, n)?),
+            None => None,
+        };
         let model = f.string("model")?;
         let models = f.opt_stage_ref("models", Shape::Rows)?;
         let system = f.path("system", DeclKind::File, false)?;
         Ok(Arc::new(LlmStage {
+            local_score_line,
             prompts,
             model: (model.value, model.loc),
             models,
@@ -138,6 +150,41 @@ impl Kind for LlmKind {
             refs: f.refs(),
         }))
     }
+}
+
+/// Which rows' answers the local model is held to end in a score line, and in which range.
+#[derive(Debug, PartialEq)]
+struct ScoreLine {
+    parser: parse::Choice,
+    default: Option<String>,
+    range: Option<parse::Choice>,
+}
+
+fn score_line(f: &mut Fields, node: &crate::engine::yaml::Node) -> Result<ScoreLine, Diag> {
+    let Some(map) = node.as_map() else {
+        return Err(f.wrong("local_score_line", node, "a mapping of parser, default and range"));
+    };
+    let mut out = ScoreLine {
+        parser: parse::Choice::Fixed("in_last_line".into(), node.loc),
+        default: None,
+        range: None,
+    };
+    for e in map {
+        match e.key.as_str() {
+            "parser" => out.parser = choice(f, "local_score_line", &e.value)?,
+            "range" => out.range = Some(choice(f, "local_score_line", &e.value)?),
+            "default" => out.default = Some(f.string_of("local_score_line", &e.value)?.value),
+            other => {
+                return Err(f
+                    .diag(
+                        format!("unknown key `{other}` in `local_score_line` of stage `{}`", f.stage),
+                        e.key_loc,
+                    )
+                    .help("it takes parser, default and range, as a parse stage does"));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// What an llm stage asks, for `import`: which stage's texts, the column naming the model, and
@@ -302,6 +349,8 @@ struct Calls {
 }
 
 struct Item {
+    /// The grammar the local model's answer follows, if any.
+    grammar: Option<Arc<str>>,
     prompt: Hash,
     prompt_path: String,
     model: Arc<str>,
@@ -451,6 +500,33 @@ impl Stage for LlmStage {
             None => None,
         };
         let n = self.replicates;
+        // the local model's score answers end in a score line: a grammar, part of the key
+        let grammars: Vec<Option<Arc<str>>> = match (&self.local_score_line, choice.provider.local) {
+            (Some(sl), true) => {
+                let max_tokens = choice.max_tokens(self.max_tokens);
+                let rules = row_rules(cx, &rows, &sl.parser, sl.default.as_deref(), sl.range.as_ref())?;
+                let mut by_range: HashMap<String, Option<Arc<str>>> = HashMap::new();
+                let mut out = Vec::with_capacity(rows.len());
+                for (r, rule) in rules.iter().enumerate() {
+                    if rule.name != "in_last_line" {
+                        out.push(None);
+                        continue;
+                    }
+                    let g = match by_range.get(&rule.range) {
+                        Some(g) => g.clone(),
+                        None => {
+                            let range = rule.score_range(cx, rows.id(r))?;
+                            let g = crate::llm::provider::score_grammar(range, max_tokens).map(Arc::from);
+                            by_range.insert(rule.range.clone(), g.clone());
+                            g
+                        }
+                    };
+                    out.push(g);
+                }
+                out
+            }
+            _ => vec![None; rows.len()],
+        };
         let pattern: Vec<&str> = self.output.path.split("{id}").collect();
         let mut artifacts = Vec::with_capacity(rows.len());
         let mut items = Vec::with_capacity(rows.len());
@@ -467,7 +543,11 @@ impl Stage for LlmStage {
             let name = rows.get(r, model_col).trim();
             let model = models.entry(name).or_insert_with(|| Arc::from(name)).clone();
             let replicate = (r % n as usize) as u32 + 1;
-            let m = self.manifest(choice, &model, prompt, system, replicate);
+            let mut m = self.manifest(choice, &model, prompt, system, replicate);
+            if let Some(g) = &grammars[r] {
+                // part of the request, so part of the key
+                m = m.input(Input::new("grammar", None, g.as_bytes()));
+            }
             artifacts.push(Artifact {
                 path: pattern.join(rows.id(r)),
                 task: Some(rows.id(r).to_owned()),
@@ -478,6 +558,7 @@ impl Stage for LlmStage {
                 manifest: Some(Arc::new(m)),
             });
             items.push(Item {
+                grammar: grammars[r].clone(),
                 prompt,
                 prompt_path: prompt_artifact.path.clone(),
                 model,
@@ -488,7 +569,7 @@ impl Stage for LlmStage {
             None => ModelFacts::default(),
         };
         Ok(Planned {
-            summary: Some(format!("{} calls", artifacts.len())),
+            summary: None,
             artifacts,
             blocked,
             data: Some(Arc::new(Calls {
@@ -656,7 +737,7 @@ impl Stage for LlmStage {
                     prompt,
                     temperature: self.temperature.0,
                     max_tokens: calls.max_tokens,
-                    grammar: None,
+                    grammar: item.grammar.clone(),
                 },
                 path: a.path.clone(),
                 also: Vec::new(),

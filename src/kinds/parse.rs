@@ -94,7 +94,7 @@ const FIELDS: &[FieldDoc] = &[
 
 /// A parser name, or a lookup giving one per row.
 #[derive(Clone, Debug, PartialEq)]
-enum Choice {
+pub enum Choice {
     Fixed(String, Loc),
     PerRow(Lookup),
 }
@@ -114,7 +114,7 @@ pub struct ParseStage {
     refs: Vec<Ref>,
 }
 
-fn choice(f: &mut Fields, name: &'static str, node: &crate::engine::yaml::Node) -> Result<Choice, Diag> {
+pub fn choice(f: &mut Fields, name: &'static str, node: &crate::engine::yaml::Node) -> Result<Choice, Diag> {
     match &node.value {
         Yaml::Str(s) => Ok(Choice::Fixed(s.clone(), node.loc)),
         Yaml::Map(_) => Ok(Choice::PerRow(Lookup::parse(f, name, node)?)),
@@ -226,6 +226,126 @@ struct Parses {
     items: Vec<(Parser, Hash)>,
 }
 
+/// One row's parser as named (the default applied), its score range text, and where both
+/// came from, for messages.
+pub struct RowRule {
+    pub name: String,
+    pub range: String,
+    place: Place,
+    loc: Loc,
+    range_place: Place,
+    range_loc: Loc,
+}
+
+impl RowRule {
+    /// The score range of a score parser (0-10 when none is named).
+    pub fn score_range(&self, cx: &PlanCx, row: &str) -> Result<ScoreRange, Diag> {
+        if self.range.is_empty() {
+            return Ok(ScoreRange::SEED);
+        }
+        ScoreRange::parse(&self.range).map_err(|e| {
+            at(
+                cx,
+                format!("bad score range `{}` of row `{row}`: {e}", self.range),
+                &self.range_place,
+                self.range_loc,
+            )
+            .help("write the inclusive range as MIN-MAX, e.g. 0-9")
+        })
+    }
+}
+
+/// An error about a row's looked-up cell (file and line when known), or about the stage.
+fn at(cx: &PlanCx, what: String, place: &Place, l: Loc) -> Diag {
+    match place {
+        Some((f, line)) => Diag::new(format!("{what} ({f} line {line}, read by stage `{}`)", cx.stage.name))
+            .in_file(f)
+            .at(None, *line, 0),
+        None => cx.diag(format!("stage `{}`: {what}", cx.stage.name), l),
+    }
+}
+
+/// Every row's parser name and score range, through the lookups: what `parse` parses with, and
+/// what an llm stage's `local_score_line` holds the local model to. A table without the
+/// looked-up column reads as empty cells: then the `default` parser, and the range 0-10 (as the
+/// seed read templates CSVs without these columns).
+pub fn row_rules(
+    cx: &PlanCx,
+    rows: &Rows,
+    parser: &Choice,
+    default: Option<&str>,
+    range: Option<&Choice>,
+) -> Result<Vec<RowRule>, Diag> {
+    let bind = |l: &Lookup| -> Result<Bound, Diag> {
+        Bound::new(
+            l,
+            rows,
+            cx.value_of(&l.from.stage).clone(),
+            cx.spec_of(&l.from.stage).stage.clone(),
+            &|m, at| cx.diag(format!("stage `{}`: {m}", cx.stage.name), at),
+        )
+    };
+    let per_row = |c: &Choice, r: usize, b: Option<&Bound>| -> Result<(String, Place, Loc), Diag> {
+        match (c, b) {
+            (Choice::Fixed(s, loc), _) => Ok((s.clone(), None, *loc)),
+            (Choice::PerRow(l), Some(b)) => {
+                let Some(t) = b.row(rows, r) else {
+                    return Err(cx.diag(
+                        format!(
+                            "stage `{}`: row `{}` looks up `{}` in `{}`, which has no such row",
+                            cx.stage.name,
+                            rows.id(r),
+                            b.key_of(rows, r),
+                            l.from.stage
+                        ),
+                        l.loc,
+                    ));
+                };
+                let text = match b.take(t, None) {
+                    Some(Taken::Text(x)) => x.trim().to_owned(),
+                    _ => String::new(),
+                };
+                let target = cx.value_of(&l.from.stage).rows.clone().expect("rows");
+                let place = target.place(t).map(|(f, line)| (f.to_owned(), line));
+                Ok((text, place, l.loc))
+            }
+            (Choice::PerRow(l), None) => Ok((String::new(), None, l.loc)),
+        }
+    };
+    let has_column = |l: &Lookup| {
+        let target = cx.value_of(&l.from.stage).rows.clone().expect("rows");
+        l.take.as_deref().is_none_or(|t| target.column(t).is_some())
+    };
+    let pb = match parser {
+        Choice::PerRow(l) if has_column(l) || default.is_none() => Some(bind(l)?),
+        Choice::PerRow(_) | Choice::Fixed(..) => None,
+    };
+    let rb = match range {
+        Some(Choice::PerRow(l)) if has_column(l) => Some(bind(l)?),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for r in 0..rows.len() {
+        let (mut name, place, loc) = per_row(parser, r, pb.as_ref())?;
+        if name.is_empty() {
+            name = default.unwrap_or_default().to_owned();
+        }
+        let (range, range_place, range_loc) = match range {
+            None => (String::new(), None, loc),
+            Some(c) => per_row(c, r, rb.as_ref())?,
+        };
+        out.push(RowRule {
+            name,
+            range,
+            place,
+            loc,
+            range_place,
+            range_loc,
+        });
+    }
+    Ok(out)
+}
+
 impl ParseStage {
     fn is_number(&self, p: &Parser) -> bool {
         match p {
@@ -237,77 +357,17 @@ impl ParseStage {
 
     /// Every row's parser; an unknown name or a bad range names the row it came from.
     fn parsers(&self, cx: &PlanCx, rows: &Rows) -> Result<Vec<Parser>, Diag> {
-        let bind = |l: &Lookup| -> Result<Bound, Diag> {
-            Bound::new(
-                l,
-                rows,
-                cx.value_of(&l.from.stage).clone(),
-                cx.spec_of(&l.from.stage).stage.clone(),
-                &|m, at| cx.diag(format!("stage `{}`: {m}", cx.stage.name), at),
-            )
-        };
-        let per_row = |c: &Choice, r: usize, b: Option<&Bound>| -> Result<(String, Place, Loc), Diag> {
-            match (c, b) {
-                (Choice::Fixed(s, loc), _) => Ok((s.clone(), None, *loc)),
-                (Choice::PerRow(l), Some(b)) => {
-                    let Some(t) = b.row(rows, r) else {
-                        return Err(cx.diag(
-                            format!(
-                                "stage `{}`: row `{}` looks up `{}` in `{}`, which has no such row",
-                                cx.stage.name,
-                                rows.id(r),
-                                b.key_of(rows, r),
-                                l.from.stage
-                            ),
-                            l.loc,
-                        ));
-                    };
-                    let text = match b.take(t, None) {
-                        Some(Taken::Text(x)) => x.trim().to_owned(),
-                        _ => String::new(),
-                    };
-                    let target = cx.value_of(&l.from.stage).rows.clone().expect("rows");
-                    let place = target.place(t).map(|(f, line)| (f.to_owned(), line));
-                    Ok((text, place, l.loc))
-                }
-                (Choice::PerRow(_), None) => unreachable!("bound"),
-            }
-        };
-        let pb = match &self.parser {
-            Choice::PerRow(l) => Some(bind(l)?),
-            Choice::Fixed(..) => None,
-        };
-        let rb = match &self.range {
-            Some(Choice::PerRow(l)) => Some(bind(l)?),
-            _ => None,
-        };
+        let rules = row_rules(cx, rows, &self.parser, self.default.as_deref(), self.range.as_ref())?;
         let mut cache: HashMap<(String, String), Parser> = HashMap::new();
         let mut out = Vec::with_capacity(rows.len());
         let mut kinds: Option<(bool, usize)> = None;
-        for r in 0..rows.len() {
-            let (mut name, place, loc) = per_row(&self.parser, r, pb.as_ref())?;
-            if name.is_empty() {
-                name = self.default.clone().unwrap_or_default();
-            }
-            let (range, rplace, rloc) = match &self.range {
-                None => (String::new(), None, loc),
-                Some(c) => per_row(c, r, rb.as_ref())?,
-            };
-            let at = |what: String, place: &Place, l: Loc| -> Diag {
-                match place {
-                    Some((f, line)) => {
-                        Diag::new(format!("{what} ({f} line {line}, read by stage `{}`)", cx.stage.name))
-                            .in_file(f)
-                            .at(None, *line, 0)
-                    }
-                    None => cx.diag(format!("stage `{}`: {what}", cx.stage.name), l),
-                }
-            };
-            let key = (name.clone(), range.clone());
+        for (r, rule) in rules.iter().enumerate() {
+            let name = rule.name.as_str();
+            let key = (rule.name.clone(), rule.range.clone());
             let p = match cache.get(&key) {
                 Some(p) => p.clone(),
                 None => {
-                    let p = match name.as_str() {
+                    let p = match name {
                         "xml_tags" if self.tag == "essay" => Parser::Essay(EssayStrategy::XmlTags),
                         "xml_tags" => Parser::Element {
                             tag: self.tag.clone(),
@@ -329,38 +389,29 @@ impl ParseStage {
                                     cx.stage.name,
                                     if name == "regex" { "pattern" } else { "field" }
                                 ),
-                                loc,
+                                rule.loc,
                             ));
                         }
-                        "in_last_line" | "complex" => {
-                            let strategy = ScoreStrategy::from_name(&name).expect("listed");
-                            let range = if range.is_empty() {
-                                ScoreRange::SEED
-                            } else {
-                                ScoreRange::parse(&range).map_err(|e| {
-                                    at(
-                                        format!("bad score range `{range}` of row `{}`: {e}", rows.id(r)),
-                                        &rplace,
-                                        rloc,
-                                    )
-                                    .help("write the inclusive range as MIN-MAX, e.g. 0-9")
-                                })?
-                            };
-                            Parser::Score(strategy, range)
-                        }
+                        "in_last_line" | "complex" => Parser::Score(
+                            ScoreStrategy::from_name(name).expect("listed"),
+                            rule.score_range(cx, rows.id(r))?,
+                        ),
                         "" => {
                             return Err(
-                                at(format!("row `{}` has no parser", rows.id(r)), &place, loc).help(format!(
-                                    "fill in one of: {} (or give the stage a `default:`)",
-                                    PARSERS.join(", ")
-                                )),
+                                at(cx, format!("row `{}` has no parser", rows.id(r)), &rule.place, rule.loc).help(
+                                    format!(
+                                        "fill in one of: {} (or give the stage a `default:`)",
+                                        PARSERS.join(", ")
+                                    ),
+                                ),
                             );
                         }
                         other => {
                             return Err(at(
+                                cx,
                                 format!("unknown parser `{other}` for row `{}`", rows.id(r)),
-                                &place,
-                                loc,
+                                &rule.place,
+                                rule.loc,
                             )
                             .help(format!("the parsers are: {}", PARSERS.join(", "))));
                         }
@@ -382,7 +433,7 @@ impl ParseStage {
                             if n { "numbers" } else { "text" },
                             if number { "numbers" } else { "text" }
                         ),
-                        loc,
+                        rule.loc,
                     ));
                 }
                 _ => {}
@@ -620,7 +671,7 @@ impl Stage for ParseStage {
             items.push((p, hash));
         }
         Ok(Planned {
-            summary: Some(format!("{} parsed", artifacts.len())),
+            summary: None,
             artifacts,
             blocked,
             data: Some(Arc::new(Parses { items })),

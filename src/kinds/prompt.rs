@@ -558,7 +558,7 @@ impl Stage for PromptStage {
             }
         }
         Ok(Planned {
-            summary: Some(format!("{} prompts", artifacts.len())),
+            summary: None,
             artifacts,
             blocked,
             data: Some(Arc::new(Planning {
