@@ -938,6 +938,7 @@ fn calls_spread_over_servers_one_request_each() {
                 tokio::spawn(async move {
                     let spec = CallSpec {
                         model: "m".into(),
+                        system: None,
                         prompt: Arc::from(format!("prompt {i}")),
                         temperature: 0.7,
                         max_tokens: 16,
@@ -967,4 +968,40 @@ fn calls_spread_over_servers_one_request_each() {
         }
     }
     assert_eq!(servers.iter().map(MockServer::count).sum::<usize>(), 8);
+}
+
+#[test]
+fn a_system_prompt_is_sent_first_and_is_part_of_the_key() {
+    let mock = MockServer::start(Reply::echo);
+    let s = small(&mock, &["vendor/a"], 4);
+    s.write("templates/system.txt", "You are terse.");
+    s.edit(
+        "pipeline.yaml",
+        "    prompts: generation_prompt\n",
+        "    prompts: generation_prompt\n    system: templates/system.txt\n",
+    );
+    s.ok(&["run"]);
+    let gen_calls: Vec<Request> = mock.requests().into_iter().filter(|r| r.model == "vendor/a").collect();
+    assert_eq!(gen_calls.len(), 5);
+    for r in &gen_calls {
+        let messages = r.body["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 2, "{}", r.body);
+        assert_eq!(messages[0]["role"], "system");
+        assert_eq!(messages[0]["content"], "You are terse.");
+        assert_eq!(messages[1]["role"], "user");
+    }
+    // the judges' calls have no system message
+    assert!(
+        mock.requests()
+            .iter()
+            .filter(|r| r.model != "vendor/a")
+            .all(|r| r.body["messages"].as_array().unwrap().len() == 1)
+    );
+    // the same system prompt: nothing asked again; another one: the generation calls again
+    mock.clear();
+    s.ok(&["run"]);
+    assert_eq!(mock.count(), 0);
+    s.write("templates/system.txt", "You are verbose.");
+    s.ok(&["run"]);
+    assert_eq!(by_model(&mock.requests()).get("vendor/a"), Some(&5));
 }

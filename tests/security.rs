@@ -199,13 +199,12 @@ fn task_ids_too_long_for_a_file_name_are_refused_before_anything_is_written() {
             s.edit("data/1_raw/llm_models.csv", "\ngemini_25_pro,", &format!("\n{m},"));
         },
         &[
-            "evaluation task id",
-            "would be 238 characters, more than the 200 a task id may have",
-            "--> data/1_raw/evaluation_templates.csv:9",
-            "data/1_raw/llm_models.csv",
+            "the id of row 20 of stage `evaluation_tasks` would be 238 characters, more than the 200 a task id may have",
+            "(64 characters, data/1_raw/evaluation_templates.csv line 9)",
+            "data/1_raw/llm_models.csv line",
         ],
     );
-    assert!(err.contains(&format!("shorten template id `{t}`")), "{err}");
+    assert!(err.contains(&format!("or template id `{t}`")), "{err}");
 }
 
 #[test]
@@ -243,7 +242,7 @@ fn yes_and_1_are_true_and_leave_the_other_rows_alone() {
     s.edit("data/1_raw/concepts/concepts_metadata.csv", ",True\n", ",1\n");
     let out = s.ok(&["run"]);
     assert!(out.contains("5 of 11 concepts active"), "{out}");
-    assert!(out.contains("5 generation, 2 evaluation models"), "{out}");
+    assert!(out.contains("generation_tasks         25 rows"), "{out}");
     assert_eq!(s.read("data/2_tasks/generation_tasks.csv"), tasks);
 }
 
@@ -268,31 +267,33 @@ fn an_output_may_not_be_the_store_an_input_or_pipeline_yaml() {
             "output: ./.daydream/store.db",
             &[
                 "`output: .daydream/store.db` of stage `parsed_scores` is inside .daydream/",
-                "pipeline.yaml:109:13",
+                "pipeline.yaml:177:13",
             ][..],
         ),
         ("output: .daydream", &["is inside .daydream/"][..]),
         (
             "output: data/1_raw/llm_models.csv",
-            &["could overwrite an input: `csv: data/1_raw/llm_models.csv` of stage `llm_models` (line 39)"][..],
+            &["could overwrite an input: `csv: data/1_raw/llm_models.csv` of stage `llm_models` (line 45)"][..],
         ),
         ("output: pipeline.yaml", &["would overwrite pipeline.yaml"][..]),
         ("output: ./pipeline.yaml", &["would overwrite pipeline.yaml"][..]),
         ("output: .env", &["would overwrite .env, which holds API keys"][..]),
         ("output: data/1_raw", &["could overwrite an input"][..]),
         (
-            "output: templates/evaluation/scores.csv",
-            &["is in a directory the pipeline reads: `dir: templates/evaluation` of stage `evaluation_templates`"][..],
+            "output: templates/evaluation/scores.txt",
+            &[
+                "could overwrite an input: `files: templates/evaluation/{template_id}.txt` of stage `evaluation_templates`",
+            ][..],
         ),
         (
             "output: data/1_raw/concepts/descriptions-article/x.csv",
-            &["is in a directory the pipeline reads: `descriptions: data/1_raw/concepts`"][..],
+            &["is in a directory the pipeline reads: `descriptions: data/1_raw/concepts/descriptions-article`"][..],
         ),
         (
             "output: data//6_summary/./report.html",
             &[
                 "`output: data/6_summary/report.html` of stage `report` and `output: data/6_summary/report.html` of \
-                 stage `parsed_scores` (line 109) both write `data/6_summary/report.html`",
+                 stage `parsed_scores` (line 177) both write `data/6_summary/report.html`",
             ][..],
         ),
         (
@@ -313,7 +314,7 @@ fn an_output_may_not_be_the_store_an_input_or_pipeline_yaml() {
             &[
                 "the `.json` records beside `output: data/3_generation/generation_responses/{id}.txt` of stage \
                  `generation_response` and `output: data/3_generation/generation_responses/{id}.json` of stage \
-                 `generation_prompt` (line 76) both write",
+                 `generation_prompt` (line 112) both write",
             ][..],
         ),
         (
@@ -329,7 +330,9 @@ fn an_output_may_not_be_the_store_an_input_or_pipeline_yaml() {
         ),
         (
             "output: templates/generation/{id}.txt",
-            &["is in a directory the pipeline reads"][..],
+            &[
+                "could overwrite an input: `files: templates/generation/{template_id}.txt` of stage `generation_templates`",
+            ][..],
         ),
         (
             "output: data/{id}/prompt.txt",

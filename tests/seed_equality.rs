@@ -102,12 +102,12 @@ fn edge_cases_match_the_seed() {
     s.copy_in(&repo().join("tests/golden/fixtures/edge_raw"), "raw");
     s.write(
         "pipeline.yaml",
-        "version: 1
+        "version: 2
 stages:
   concepts: {kind: concepts, metadata: raw/concepts/concepts_metadata.csv, descriptions: raw/concepts}
-  models: {kind: models, csv: raw/llm_models.csv}
-  gen_templates: {kind: templates, csv: raw/generation_templates.csv, dir: raw/generation_templates}
-  eval_templates: {kind: templates, csv: raw/evaluation_templates.csv, dir: raw/evaluation_templates}
+  models: {kind: table, csv: raw/llm_models.csv, id: id}
+  gen_templates: {kind: table, csv: raw/generation_templates.csv, id: template_id, files: 'raw/generation_templates/{template_id}.txt'}
+  eval_templates: {kind: table, csv: raw/evaluation_templates.csv, id: template_id, files: 'raw/evaluation_templates/{template_id}.txt'}
   combos:
     kind: combinations
     concepts: concepts
@@ -115,9 +115,42 @@ stages:
     description_level: article
     registry: data/combo_mappings.csv
     output: data/2_tasks/content_combinations_csv.csv
-  gen_tasks: {kind: generation_tasks, combinations: combos, models: models, templates: gen_templates, output: data/2_tasks/generation_tasks.csv}
-  eval_tasks: {kind: evaluation_tasks, generation_tasks: gen_tasks, models: models, templates: eval_templates, output: data/2_tasks/evaluation_tasks.csv}
-  prompts: {kind: generation_prompt, tasks: gen_tasks, undefined: lenient, output: 'data/3_generation/generation_prompts/{id}.txt'}
+  gen_tasks:
+    kind: cross
+    axes:
+      combo: combos
+      template: {from: gen_templates, where: {active: true}}
+      model: {from: models, where: {for_generation: true}}
+    id: '{combo.id}_{template.id}_{model.id}'
+    columns:
+      generation_task_id: id
+      combo_id: combo.id
+      generation_template: template.id
+      generation_model: model.id
+      generation_model_name: model.model
+    output: data/2_tasks/generation_tasks.csv
+  eval_tasks:
+    kind: cross
+    axes:
+      generation: gen_tasks
+      template: {from: eval_templates, where: {active: true}}
+      model: {from: models, where: {for_evaluation: true}}
+    id: '{generation.id}_{template.id}_{model.id}'
+    columns:
+      evaluation_task_id: id
+      generation_task_id: generation.id
+      evaluation_template: template.id
+      evaluation_model: model.id
+      evaluation_model_name: model.model
+    output: data/2_tasks/evaluation_tasks.csv
+  prompts:
+    kind: prompt
+    rows: gen_tasks
+    template: 'raw/generation_templates/{generation_template}.txt'
+    context:
+      concepts: {from: combos, by: combo_id, take: concepts}
+    undefined: lenient
+    output: 'data/3_generation/generation_prompts/{id}.txt'
 ",
     );
     s.ok(&["run"]);

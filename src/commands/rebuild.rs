@@ -87,7 +87,7 @@ impl Layout {
     /// The paths a pipeline declares: its summaries and ledgers stages and the stages they read
     /// (the seed's paths for what it lacks).
     pub fn of(p: &Pipeline) -> Result<Layout, Diag> {
-        fn find<'a, T: 'static>(p: &'a Pipeline) -> Option<&'a T> {
+        fn find<T: 'static>(p: &Pipeline) -> Option<&T> {
             p.stages.iter().find_map(|s| s.stage.as_any().downcast_ref::<T>())
         }
         fn get<'a, T: 'static>(p: &'a Pipeline, name: &str) -> Option<&'a T> {

@@ -283,6 +283,7 @@ pub fn watch(
             if !relevant(&project.root, &Outputs::of(&project), &events) {
                 continue;
             }
+            project.db.forget_resolved();
             let mut changed: Vec<String> = project
                 .db
                 .known_files()

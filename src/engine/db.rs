@@ -15,6 +15,7 @@ use super::cx::ValueCx;
 use super::kind::{Data, Value};
 use super::spec::{self, PIPELINE_FILE, Pipeline, Registry};
 use crate::engine::diag::Diag;
+use crate::engine::fsutil::Inside;
 use crate::engine::text;
 
 /// A file of the project, by path relative to the project root.
@@ -56,6 +57,7 @@ pub struct Database {
     registry: &'static Registry,
     files: Arc<Mutex<HashMap<String, SourceFile>>>,
     executed: Arc<Mutex<Vec<String>>>,
+    inside: Arc<Inside>,
 }
 
 #[salsa::db]
@@ -67,7 +69,7 @@ impl Db for Database {
         if let Some(f) = self.files.lock().expect("file map lock").get(rel) {
             return *f;
         }
-        let (exists, text) = read_source(&self.root, rel);
+        let (exists, text) = read_source(&self.root, &self.inside, rel);
         let f = SourceFile::new(self, rel.to_owned(), exists, text);
         self.files.lock().expect("file map lock").insert(rel.to_owned(), f);
         f
@@ -78,7 +80,12 @@ impl Db for Database {
     }
 }
 
-fn read_source(root: &Path, rel: &str) -> (bool, Result<Option<Arc<str>>, String>) {
+/// A project file's text. A file reached through a link that leads out of the project (or into
+/// `.daydream/`) is an error, not read.
+fn read_source(root: &Path, inside: &Inside, rel: &str) -> (bool, Result<Option<Arc<str>>, String>) {
+    if let Err(why) = inside.file(rel) {
+        return (true, Err(why));
+    }
     match text::read_text(&root.join(rel)) {
         Ok(Some(s)) => (true, Ok(Some(Arc::from(s)))),
         Ok(None) => (false, Ok(None)),
@@ -101,6 +108,7 @@ impl Database {
             registry,
             files: Arc::default(),
             executed,
+            inside: Arc::new(Inside::new(root)),
         }
     }
 
@@ -113,7 +121,7 @@ impl Database {
         let Some(f) = self.files.lock().expect("file map lock").get(rel).copied() else {
             return false;
         };
-        let (exists, text) = read_source(&self.root, rel);
+        let (exists, text) = read_source(&self.root, &self.inside, rel);
         let mut changed = false;
         if f.exists(self) != exists {
             f.set_exists(self).to(exists);
@@ -124,6 +132,17 @@ impl Database {
             changed = true;
         }
         changed
+    }
+
+    /// Forgets the directories resolved so far, before files are re-read after a change on disk
+    /// (a link may have been made or removed).
+    pub fn forget_resolved(&self) {
+        self.inside.forget();
+    }
+
+    /// The project's link checks, shared with the writers of a run.
+    pub fn inside(&self) -> &Inside {
+        &self.inside
     }
 
     /// The files read so far, relative to the root.

@@ -361,16 +361,15 @@ impl<'a> Fields<'a> {
                     )
                     .help(format!("create it, or point `{name}` at an existing file")));
             }
-            DeclKind::Pattern if !decl.path.contains("{id}") => {
-                return Err(self
-                    .diag(
-                        format!(
-                            "`{name}: {}` in stage `{}` must contain `{{id}}`",
-                            decl.path, self.stage
-                        ),
-                        s.loc,
-                    )
-                    .help("one file is written per row; `{id}` is replaced by the row's id"));
+            DeclKind::Pattern => {
+                if let Some(problem) = super::paths::pattern_problem(&decl.path) {
+                    return Err(self
+                        .diag(
+                            format!("`{name}: {}` in stage `{}`: {problem}", decl.path, self.stage),
+                            s.loc,
+                        )
+                        .help("one file is written per row; `{id}` is replaced by the row's id"));
+                }
             }
             DeclKind::InputPattern => {
                 super::rows::Format::parse(&decl.path)

@@ -372,6 +372,14 @@ pub trait Stage: StageEq + Debug + Send + Sync + 'static {
         let _ = (cx, stage, pipeline, root);
         Ok(())
     }
+    /// What a stage with work to do needs before any work of the run starts, paid or not (an API
+    /// key): checked in real runs, before the spending guard, so that a run that cannot call
+    /// stops with that reason.
+    fn ready(&self, run: &RunState, stage: &super::spec::StageSpec) -> Result<(), Diag> {
+        let _ = (run, stage);
+        Ok(())
+    }
+
     /// Checks what can be checked before anything is written: template syntax, parser names.
     fn check(&self, cx: &PlanCx) -> Result<(), Diag> {
         let _ = cx;

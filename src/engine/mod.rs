@@ -13,6 +13,7 @@ pub mod fields;
 pub mod fsutil;
 pub mod keys;
 pub mod kind;
+pub mod paths;
 pub mod plan;
 pub mod providers;
 pub mod rows;

@@ -262,6 +262,7 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
         }
     };
     let pipeline = project.pipeline()?;
+    super::paths::check_on_disk(&pipeline, project.db.inside())?;
     // while salsa computes values, a second thread reads what preparing static stages needs
     let mut prefetch = store.prefetch(
         pipeline
@@ -471,6 +472,9 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
         } else {
             write_stage(&project.root, store, spec, &sp.value, &sp.planned, &prep, &tmp)?;
             // the spending guard: once, before the run's first paid work
+            if !pending.is_empty() {
+                spec.stage.ready(&run, spec)?;
+            }
             if !pending.is_empty() && spec.stage.paid() && !guarded {
                 guarded = true;
                 if !opts.yes

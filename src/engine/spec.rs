@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::fields::{Fields, SpecCx, check_provider};
-use super::kind::{Decl, DeclKind, Kind, Ref, Shape, Stage};
+use super::kind::{Kind, Ref, Shape, Stage};
 use super::yaml::{self, Entry, Loc, Node, Value};
 use crate::engine::diag::{Diag, nearest};
 pub use crate::engine::providers::{F64, Provider, local_servers};
@@ -263,7 +263,7 @@ pub fn parse(registry: &Registry, exists: &dyn Fn(&str) -> bool, file: &str, sou
         providers,
         stages,
     };
-    check_paths(&p)?;
+    super::paths::check_overlaps(&p)?;
     Ok(p)
 }
 
@@ -429,159 +429,6 @@ fn check_refs(cx: &SpecCx, declared: Vec<StageSpec>) -> Result<Vec<StageSpec>, D
     Ok(out)
 }
 
-/// One path a stage writes, with the suffixes of files written beside it.
-struct Written<'a> {
-    stage: &'a str,
-    decl: Decl,
-}
-
-/// Whether the file pattern `a` (fixed when it has no hole) could name the same file as `b`.
-/// A hole matches any non-empty text without `/`: conservative, so a false "overlap" can only
-/// ask for a different path, never let two stages write one file.
-fn may_overlap(a: &str, b: &str) -> bool {
-    let fixed = |s: &str| !s.contains('{');
-    match (fixed(a), fixed(b)) {
-        (true, true) => a == b,
-        (true, false) => pattern_matches(b, a),
-        (false, true) => pattern_matches(a, b),
-        (false, false) => {
-            let split = |s: &str| {
-                let f = super::rows::Format::parse(s).unwrap_or(super::rows::Format { pieces: Vec::new() });
-                let (p, x) = f.prefix_suffix();
-                (p.to_owned(), x.to_owned())
-            };
-            let ((pa, sa), (pb, sb)) = (split(a), split(b));
-            let dir = |p: &str| p.rsplit_once('/').map_or(String::new(), |(d, _)| d.to_owned());
-            // patterns in different directories never meet; in one directory, compare the ends
-            dir(&pa) == dir(&pb)
-                && (pa.starts_with(&pb) || pb.starts_with(&pa))
-                && (sa.ends_with(&sb) || sb.ends_with(&sa))
-        }
-    }
-}
-
-/// Whether a file name fits a pattern with `{...}` holes (each matching at least one character
-/// other than `/`).
-fn pattern_matches(pattern: &str, file: &str) -> bool {
-    let Ok(f) = super::rows::Format::parse(pattern) else {
-        return false;
-    };
-    fn go(pieces: &[super::rows::Piece], s: &str) -> bool {
-        use super::rows::Piece;
-        match pieces.split_first() {
-            None => s.is_empty(),
-            Some((Piece::Text(t), rest)) => s.strip_prefix(t.as_str()).is_some_and(|r| go(rest, r)),
-            Some((Piece::Hole(_), rest)) => (1..=s.len())
-                .filter(|&n| s.is_char_boundary(n) && !s[..n].contains('/'))
-                .any(|n| go(rest, &s[n..])),
-        }
-    }
-    go(&f.pieces, file)
-}
-
-fn inside(path: &str, dir: &str) -> bool {
-    path == dir || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
-}
-
-/// No output may be the pipeline file, under the state directory, an input (or inside an input
-/// directory), or what another stage writes.
-fn check_paths(p: &Pipeline) -> Result<(), Diag> {
-    let mut written: Vec<Written> = Vec::new();
-    for s in &p.stages {
-        for d in s.stage.outputs() {
-            for (from, to) in s.stage.sidecars() {
-                if let Some(stem) = d.path.strip_suffix(from) {
-                    let mut side = d.clone();
-                    side.path = format!("{stem}{to}");
-                    written.push(Written {
-                        stage: &s.name,
-                        decl: side,
-                    });
-                }
-            }
-            written.push(Written {
-                stage: &s.name,
-                decl: d,
-            });
-        }
-    }
-    let read: Vec<(&str, Decl)> = p
-        .stages
-        .iter()
-        .flat_map(|s| s.stage.inputs().into_iter().map(move |d| (s.name.as_str(), d)))
-        .collect();
-    for (i, w) in written.iter().enumerate() {
-        let path = w.decl.path.as_str();
-        let at = w.decl.loc;
-        let fixed_part = path.split('{').next().unwrap_or(path);
-        if inside(path, STATE_DIR) || fixed_part.starts_with(".daydream/") || path.starts_with(".daydream{") {
-            return Err(p
-                .diag(
-                    format!(
-                        "stage `{}` would write `{path}` into {STATE_DIR}/, which holds the store",
-                        w.stage
-                    ),
-                    at,
-                )
-                .help("outputs go anywhere in the project but .daydream/ (e.g. under data/)"));
-        }
-        if may_overlap(path, PIPELINE_FILE) {
-            return Err(p
-                .diag(
-                    format!("stage `{}` would write `{path}` over {PIPELINE_FILE}", w.stage),
-                    at,
-                )
-                .help("give the output another path"));
-        }
-        for (reader, r) in &read {
-            let clash = match r.what {
-                DeclKind::Dir => {
-                    inside(fixed_part.trim_end_matches('/'), &r.path)
-                        || fixed_part.starts_with(&format!("{}/", r.path))
-                        || inside(path, &r.path)
-                }
-                _ => may_overlap(path, &r.path),
-            };
-            if clash {
-                return Err(p
-                    .diag(
-                        format!(
-                            "stage `{}` would write `{path}`, which stage `{reader}` reads (`{}: {}`)",
-                            w.stage, r.field, r.path
-                        ),
-                        at,
-                    )
-                    .help("an output may not be an input, nor lie inside an input directory: give it another path"));
-            }
-        }
-        for other in &written[..i] {
-            if other.stage == w.stage && other.decl.field == w.decl.field {
-                continue; // an output and its own sidecar
-            }
-            if may_overlap(path, &other.decl.path) {
-                let same = other.stage == w.stage;
-                return Err(p
-                    .diag(
-                        if same {
-                            format!(
-                                "two outputs of stage `{}` could be the same file: `{}` and `{path}`",
-                                w.stage, other.decl.path
-                            )
-                        } else {
-                            format!(
-                                "stages `{}` and `{}` could both write the same file: `{}` and `{path}`",
-                                other.stage, w.stage, other.decl.path
-                            )
-                        },
-                        at,
-                    )
-                    .help("give each output its own path (per-row outputs: their own directory)"));
-            }
-        }
-    }
-    Ok(())
-}
-
 fn yaml_diag(file: &str, source: &str, e: yaml::Error) -> Diag {
     match e {
         yaml::Error::Duplicate(d) => Diag::new(format!(
@@ -610,21 +457,4 @@ fn yaml_diag(file: &str, source: &str, e: yaml::Error) -> Diag {
 /// The stages in dependency order, by name (for messages and `dag`).
 pub fn stage_names(p: &Pipeline) -> BTreeMap<&str, &StageSpec> {
     p.stages.iter().map(|s| (s.name.as_str(), s)).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn patterns_overlap_only_where_a_file_could_be_both() {
-        assert!(may_overlap("data/a/{id}.txt", "data/a/{id}.txt"));
-        assert!(may_overlap("data/a/{id}.txt", "data/a/x.txt"));
-        assert!(may_overlap("data/a/{id}.txt", "data/a/{id}.prompt.txt"));
-        assert!(!may_overlap("data/a/{id}.txt", "data/b/{id}.txt"));
-        assert!(!may_overlap("data/a/{id}.txt", "data/a/{id}.json"));
-        assert!(!may_overlap("data/a/{id}.txt", "data/a/sub/x.txt"));
-        assert!(may_overlap("data/1_raw/{id}.csv", "data/1_raw/llm_models.csv"));
-        assert!(!may_overlap("data/x.csv", "data/y.csv"));
-    }
 }

@@ -237,18 +237,25 @@ impl Table {
     /// whole column as text and so switched every row off.
     pub fn bool_cell(&self, text: &str, row: &Row, col: usize) -> Result<bool, Diag> {
         let value = self.get(row, col).trim();
-        for (spellings, b) in [(["true", "yes", "1"], true), (["false", "no", "0"], false)] {
-            if spellings.iter().any(|s| value.eq_ignore_ascii_case(s)) {
-                return Ok(b);
-            }
-        }
-        if value.is_empty() {
-            return Ok(false);
+        if let Some(b) = parse_bool(value) {
+            return Ok(b);
         }
         Err(self
             .cell_diag(text, row, col, format_args!("{} is not a boolean", shown(value)))
             .help(format!("write {BOOL_SPELLINGS}")))
     }
+}
+
+/// A boolean cell: true/false, yes/no, 1/0 in any letter case; empty is false; anything else
+/// is `None` (see [`Table::bool_cell`] for the error naming the cell).
+pub fn parse_bool(cell: &str) -> Option<bool> {
+    let c = cell.trim();
+    for (spellings, b) in [(["true", "yes", "1"], true), (["false", "no", "0"], false)] {
+        if spellings.iter().any(|s| c.eq_ignore_ascii_case(s)) {
+            return Some(b);
+        }
+    }
+    c.is_empty().then_some(false)
 }
 
 /// Writes rows like pandas `to_csv(index=False)`: `,` separated, `\n` line ends, fields quoted
@@ -380,5 +387,18 @@ mod tests {
         let e = Table::parse("m.csv", "a,b\n1,2\n3,4,5\n").unwrap_err();
         assert_eq!(e.line, Some(3));
         assert!(e.message.contains("m.csv"), "{}", e.message);
+    }
+
+    #[test]
+    fn booleans_are_strict() {
+        for t in ["True", "true", "TRUE", "1", "yes", "Yes"] {
+            assert_eq!(parse_bool(t), Some(true), "{t}");
+        }
+        for f in ["False", "false", "0", "no", "", " "] {
+            assert_eq!(parse_bool(f), Some(false), "{f:?}");
+        }
+        for bad in ["y", "2", "active", "tru"] {
+            assert_eq!(parse_bool(bad), None, "{bad}");
+        }
     }
 }

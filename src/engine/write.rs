@@ -44,13 +44,19 @@ pub fn write_stage(
         .filter(|a| prep.computed.contains_key(&a.key) && seen.insert(a.key))
         .collect();
     drop(seen);
-    let new_actions = new.len() + prep.actions.len();
+    // ledgers merged anew: kept as actions too, so that the store knows when they were made
+    let merged: Vec<(&Artifact, &Arc<[u8]>)> = artifacts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| prep.standing[*i].0 == Standing::Execute)
+        .filter_map(|(i, a)| Some((a, prep.merged.get(&i)?)))
+        .collect();
+    let new_actions = new.len() + prep.actions.len() + merged.len();
     // 2. What each file gets (restored contents are read from the store here, before it is lent
     // to the commit below).
     let mut jobs: Vec<(&Artifact, Arc<[u8]>)> = Vec::new();
     let mut sidecars: Vec<(String, Vec<u8>)> = Vec::new();
     let mut touched: Vec<&Artifact> = Vec::new();
-    let mut blobs: Vec<Arc<[u8]>> = Vec::new();
     let known = &prep.known;
     for (i, (a, (standing, _))) in artifacts.iter().zip(&prep.standing).enumerate() {
         if !a.materialize {
@@ -63,10 +69,7 @@ pub fn write_stage(
                 continue;
             }
             (_, Work::Merge(_)) => match prep.merged.get(&i) {
-                Some(text) => {
-                    blobs.push(text.clone());
-                    text.clone()
-                }
+                Some(text) => text.clone(),
                 None => continue,
             },
             // effects are written by the stage as they are made
@@ -113,7 +116,14 @@ pub fn write_stage(
                         };
                         (m, &prep.computed[&a.key][..], prep.info.get(&a.key).map(String::as_str))
                     })
-                    .chain(prep.actions.iter().map(|(m, c)| (Cow::Borrowed(m), &c[..], None)));
+                    .chain(prep.actions.iter().map(|(m, c)| (Cow::Borrowed(m), &c[..], None)))
+                    .chain(merged.iter().map(|(a, c)| {
+                        let m = match &a.manifest {
+                            Some(m) => Cow::Borrowed(&**m),
+                            None => Cow::Owned(spec.stage.manifest(value, planned, a)),
+                        };
+                        (m, &c[..], None)
+                    }));
                 store.put_actions_with_info(name, items)?;
                 timing("actions stored", new_actions);
                 anyhow::Ok(())
@@ -134,19 +144,15 @@ pub fn write_stage(
     let mut records = written?;
     for a in touched {
         let stat = fsutil::stat(&root.join(&a.path)).with_context(|| format!("{} vanished", a.path))?;
-        let hash = match (known.get(&a.key), prep.computed.get(&a.key)) {
-            (Some(h), _) => *h,
-            (None, Some(c)) => Hash::of(c),
+        let hash = match (a.work, known.get(&a.key), prep.computed.get(&a.key)) {
             // a ledger: recorded as it stands on disk
-            (None, None) => {
+            (Work::Merge(_), _, _) | (_, None, None) => {
                 Hash::of(&std::fs::read(root.join(&a.path)).with_context(|| format!("reading {}", a.path))?)
             }
+            (_, Some(h), _) => *h,
+            (_, None, Some(c)) => Hash::of(c),
         };
         records.push(record(name, a, hash, stat));
-    }
-    // a ledger's text is kept so that a deleted one comes back whole
-    for b in blobs {
-        store.put_blob(&b)?;
     }
     // 4. Records of what is on disk now.
     store.put_outputs(&records)?;

@@ -63,8 +63,15 @@ impl Stage for ConceptsStage {
         &[Shape::Rows, Shape::Concepts]
     }
 
+    /// The metadata and the level directories (not all of `descriptions`: an output may sit beside
+    /// them).
     fn inputs(&self) -> Vec<Decl> {
-        vec![self.metadata.clone(), self.descriptions.clone()]
+        let mut v = vec![self.metadata.clone()];
+        v.extend(concepts::LEVELS.iter().map(|l| Decl {
+            path: crate::engine::paths::normalize(&format!("{}/descriptions-{l}", self.descriptions.path)),
+            ..self.descriptions.clone()
+        }));
+        v
     }
 
     fn outputs(&self) -> Vec<Decl> {

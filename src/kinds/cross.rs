@@ -11,8 +11,9 @@ use crate::engine::keys::{Input, Manifest};
 use crate::engine::kind::{Artifact, Computed, Decl, Kind, Planned, Ref, Shape, Stage, Value, Work, value_hash};
 use crate::engine::rows::{Column, Format, Rows, replicate_id};
 use crate::engine::table::write_csv;
+use crate::engine::table::{BOOL_SPELLINGS, TASK_ID_MAX, Table, parse_bool};
 use crate::engine::yaml::{Loc, Value as Yaml};
-use crate::kinds::table::{BOOLEANS, Cond, Filter, id_grammar, parse_bool, parse_filters, valid_id};
+use crate::kinds::table::{Cond, Filter, id_grammar, parse_filters, valid_id};
 
 pub struct CrossKind;
 
@@ -238,19 +239,7 @@ impl CrossStage {
                         Cond::Text(t) => cell.trim() == t,
                         Cond::Bool(b) => match parse_bool(cell) {
                             Some(x) => x == *b,
-                            None => {
-                                let place = rows
-                                    .place(r)
-                                    .map_or(format!("row `{}` of `{}`", rows.id(r), a.from.stage), |(f, l)| {
-                                        format!("{f} line {l}")
-                                    });
-                                return Err(cx
-                                    .diag(
-                                        format!("`{}` is {cell:?} in {place}, not a boolean", flt.column),
-                                        flt.loc,
-                                    )
-                                    .help(format!("write {BOOLEANS}")));
-                            }
+                            None => return Err(not_a_boolean(cx, &rows, r, flt, &a.from.stage)),
                         },
                     };
                 }
@@ -326,18 +315,53 @@ impl CrossStage {
             })
             .collect();
         for (row, id) in base_ids.iter().enumerate() {
-            if !valid_id(id) {
+            if valid_id(id) {
+                continue;
+            }
+            let what = format!("the id of row {} of stage `{}`", row + 1, cx.stage.name);
+            let n = id.chars().count();
+            let parts_ok = id_sources.iter().all(|(_, src)| valid_id(cell(src, row)));
+            if n > TASK_ID_MAX && parts_ok {
+                // each part is a fine id; together they are too long: name them, longest first
+                let mut parts: Vec<(usize, String)> = id_sources
+                    .iter()
+                    .filter_map(|(hole, src)| {
+                        let (Source::AxisId(a) | Source::AxisColumn(a, _)) = src else {
+                            return None;
+                        };
+                        let (rows, r) = (&picked[*a].0, index[*a][row] as usize);
+                        let value = cell(src, row);
+                        let place = rows
+                            .place(r)
+                            .map_or(format!("a row of `{}`", self.axes[*a].from.stage), |(f, l)| {
+                                format!("{f} line {l}")
+                            });
+                        let name = hole.strip_suffix(".id").unwrap_or(hole);
+                        Some((
+                            value.len(),
+                            format!("{name} id `{value}` ({} characters, {place})", value.len()),
+                        ))
+                    })
+                    .collect();
+                parts.sort_by_key(|p| std::cmp::Reverse(p.0));
+                let parts: Vec<String> = parts.into_iter().map(|(_, p)| p).collect();
                 return Err(cx
                     .diag(
-                        format!(
-                            "the id of row {} of stage `{}` is {id:?}, which cannot stand in a file name",
-                            row + 1,
-                            cx.stage.name
-                        ),
+                        format!("{what} would be {n} characters, more than the {TASK_ID_MAX} a task id may have"),
                         self.id.1,
                     )
-                    .help(id_grammar()));
+                    .help(format!("ids become file names; shorten {}", parts.join(", or "))));
             }
+            let why = crate::engine::table::id_problem(id, TASK_ID_MAX).unwrap_or_default();
+            return Err(cx
+                .diag(
+                    format!(
+                        "{what} is {}, which cannot stand in a file name: {why}",
+                        crate::engine::table::shown(id)
+                    ),
+                    self.id.1,
+                )
+                .help(id_grammar()));
         }
         let mut seen = std::collections::HashMap::with_capacity(total);
         for (row, id) in base_ids.iter().enumerate() {
@@ -476,4 +500,28 @@ pub fn csv_of(rows: &Rows) -> String {
         &headers,
         (0..rows.len()).map(|r| (0..rows.names.len()).map(|c| rows.get(r, c)).collect::<Vec<&str>>()),
     )
+}
+
+/// The error for a cell an axis filters on as a boolean that is not one: the cell itself,
+/// underlined in its CSV file when the rows come from one, else the row and the filter's line.
+fn not_a_boolean(cx: &ValueCx, rows: &Rows, r: usize, flt: &Filter, stage: &str) -> Diag {
+    let cell = rows.get(r, rows.column(&flt.column).expect("filtered columns exist"));
+    let in_file = rows.place(r).and_then(|(file, line)| {
+        let text = cx.text(file).ok()??;
+        let t = Table::parse(file, &text).ok()?;
+        let row = t.rows.iter().find(|row| row.line == line)?;
+        let col = t.column(&flt.column)?;
+        t.bool_cell(&text, row, col).err()
+    });
+    in_file.unwrap_or_else(|| {
+        cx.diag(
+            format!(
+                "`{}` is {cell:?} in row `{}` of `{stage}`, not a boolean",
+                flt.column,
+                rows.id(r)
+            ),
+            flt.loc,
+        )
+        .help(format!("write {BOOL_SPELLINGS}"))
+    })
 }

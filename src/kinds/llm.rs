@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::engine::cx::{ExecCx, PlanCx, RunState, ValueCx};
 use crate::engine::diag::Diag;
@@ -346,6 +346,8 @@ struct Calls {
     waiting: Vec<u32>,
     models: ModelFacts,
     max_tokens: u64,
+    /// The system message of every call (hashed into each key), as read when planning.
+    system: Option<Arc<str>>,
 }
 
 struct Item {
@@ -465,6 +467,10 @@ impl Stage for LlmStage {
         Ok(())
     }
 
+    fn ready(&self, run: &RunState, stage: &StageSpec) -> Result<(), Diag> {
+        self.choice(run, &stage.name).require_key()
+    }
+
     fn check(&self, cx: &PlanCx) -> Result<(), Diag> {
         let rows = cx.value.rows.as_ref().expect("rows");
         let c = rows.column(&self.model.0).expect("checked with the value");
@@ -495,10 +501,11 @@ impl Stage for LlmStage {
         let prompts = cx.done_of(&self.prompts.stage).expect("the prompts were made before");
         let prompt_rows = cx.value_of(&self.prompts.stage).rows.clone().expect("rows");
         let model_col = rows.column(&self.model.0).expect("checked");
-        let system = match &self.system {
-            Some(d) => Some(Hash::of(cx.text(&d.path)?.as_bytes())),
+        let system_text = match &self.system {
+            Some(d) => Some(cx.text(&d.path)?),
             None => None,
         };
+        let system = system_text.as_ref().map(|t| Hash::of(t.as_bytes()));
         let n = self.replicates;
         // the local model's score answers end in a score line: a grammar, part of the key
         let grammars: Vec<Option<Arc<str>>> = match (&self.local_score_line, choice.provider.local) {
@@ -533,7 +540,7 @@ impl Stage for LlmStage {
         let mut blocked = 0;
         let mut waiting = Vec::new();
         let mut models: HashMap<&str, Arc<str>> = HashMap::new();
-        for r in 0..rows.len() {
+        for (r, grammar) in grammars.iter().enumerate() {
             let base = r / n as usize;
             let Some((prompt_artifact, Some(prompt))) = prompts.of_task(prompt_rows.id(base)) else {
                 blocked += 1;
@@ -544,7 +551,7 @@ impl Stage for LlmStage {
             let model = models.entry(name).or_insert_with(|| Arc::from(name)).clone();
             let replicate = (r % n as usize) as u32 + 1;
             let mut m = self.manifest(choice, &model, prompt, system, replicate);
-            if let Some(g) = &grammars[r] {
+            if let Some(g) = grammar {
                 // part of the request, so part of the key
                 m = m.input(Input::new("grammar", None, g.as_bytes()));
             }
@@ -558,7 +565,7 @@ impl Stage for LlmStage {
                 manifest: Some(Arc::new(m)),
             });
             items.push(Item {
-                grammar: grammars[r].clone(),
+                grammar: grammar.clone(),
                 prompt,
                 prompt_path: prompt_artifact.path.clone(),
                 model,
@@ -577,6 +584,7 @@ impl Stage for LlmStage {
                 waiting,
                 models,
                 max_tokens: choice.max_tokens(self.max_tokens),
+                system: system_text,
             })),
         })
     }
@@ -700,13 +708,6 @@ impl Stage for LlmStage {
         let calls: &Calls = cx.planned.data().expect("calls");
         let choice = self.choice(cx.run, &cx.stage.name).clone();
         choice.require_key()?;
-        let system_text = match &self.system {
-            Some(d) => {
-                Some(std::fs::read_to_string(cx.root.join(&d.path)).with_context(|| format!("reading {}", d.path))?)
-            }
-            None => None,
-        };
-        let _ = system_text;
         let mut out: Vec<PendingCall> = Vec::with_capacity(pending.len());
         let mut by_key: HashMap<Hash, usize> = HashMap::new();
         for a in pending {
@@ -734,6 +735,7 @@ impl Stage for LlmStage {
                 prompt_in_store,
                 spec: CallSpec {
                     model: item.model.to_string(),
+                    system: calls.system.clone(),
                     prompt,
                     temperature: self.temperature.0,
                     max_tokens: calls.max_tokens,

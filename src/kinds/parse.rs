@@ -231,6 +231,8 @@ struct Parses {
 pub struct RowRule {
     pub name: String,
     pub range: String,
+    /// The column the range was looked up in (for messages).
+    range_column: Option<String>,
     place: Place,
     loc: Loc,
     range_place: Place,
@@ -244,9 +246,13 @@ impl RowRule {
             return Ok(ScoreRange::SEED);
         }
         ScoreRange::parse(&self.range).map_err(|e| {
+            let what = self
+                .range_column
+                .as_deref()
+                .map_or("score range".to_owned(), |c| format!("`{c}`"));
             at(
                 cx,
-                format!("bad score range `{}` of row `{row}`: {e}", self.range),
+                format!("bad {what} `{}` of row `{row}`: {e}", self.range),
                 &self.range_place,
                 self.range_loc,
             )
@@ -324,6 +330,10 @@ pub fn row_rules(
         Some(Choice::PerRow(l)) if has_column(l) => Some(bind(l)?),
         _ => None,
     };
+    let range_choice_column: Option<&String> = match range {
+        Some(Choice::PerRow(l)) => l.take.as_ref(),
+        _ => None,
+    };
     let mut out = Vec::with_capacity(rows.len());
     for r in 0..rows.len() {
         let (mut name, place, loc) = per_row(parser, r, pb.as_ref())?;
@@ -337,6 +347,7 @@ pub fn row_rules(
         out.push(RowRule {
             name,
             range,
+            range_column: range_choice_column.cloned(),
             place,
             loc,
             range_place,
@@ -407,13 +418,16 @@ impl ParseStage {
                             );
                         }
                         other => {
-                            return Err(at(
+                            let d = at(
                                 cx,
                                 format!("unknown parser `{other}` for row `{}`", rows.id(r)),
                                 &rule.place,
                                 rule.loc,
-                            )
-                            .help(format!("the parsers are: {}", PARSERS.join(", "))));
+                            );
+                            return Err(match crate::engine::diag::nearest(other, PARSERS.iter().copied()) {
+                                Some(n) => d.help(format!("did you mean `{n}`? (parsers: {})", PARSERS.join(", "))),
+                                None => d.help(format!("the parsers are: {}", PARSERS.join(", "))),
+                            });
                         }
                     };
                     cache.insert(key, p.clone());

@@ -13,7 +13,7 @@ use crate::engine::diag::Diag;
 use crate::engine::fields::{FieldDoc, FieldType, Fields, req};
 use crate::engine::keys::{Hash, Input, Manifest};
 use crate::engine::kind::{Artifact, Computed, Decl, Kind, Planned, Ref, Shape, Stage, Value, Work, value_hash};
-use crate::kinds::table::parse_bool;
+use crate::engine::table::parse_bool;
 use crate::seed::parsing::ScoreRange;
 use crate::seed::summaries::PARSED_SCORES_COLUMNS;
 

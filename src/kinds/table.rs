@@ -139,20 +139,6 @@ impl Kind for TableKind {
 }
 
 /// The accepted spellings of a boolean cell, for messages.
-pub const BOOLEANS: &str = "true/false, 1/0 or yes/no (any letter case), or empty for false";
-
-/// A boolean cell: true/false, yes/no, 1/0 in any letter case; empty is false (as
-/// `Table::bool_cell`, for cells already read into rows).
-pub fn parse_bool(cell: &str) -> Option<bool> {
-    let c = cell.trim();
-    for (spellings, b) in [(["true", "yes", "1"], true), (["false", "no", "0"], false)] {
-        if spellings.iter().any(|s| c.eq_ignore_ascii_case(s)) {
-            return Some(b);
-        }
-    }
-    c.is_empty().then_some(false)
-}
-
 /// Whether a text may stand in a file name as an id (`table::id_problem`, with the bound of a
 /// task id, the longest).
 pub fn valid_id(s: &str) -> bool {
@@ -345,23 +331,5 @@ impl Stage for TableStage {
 
     fn plan(&self, _cx: &PlanCx) -> Result<Planned, Diag> {
         Ok(Planned::default())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn booleans_are_strict() {
-        for t in ["True", "true", "TRUE", "1", "yes", "Yes"] {
-            assert_eq!(parse_bool(t), Some(true), "{t}");
-        }
-        for f in ["False", "false", "0", "no", "", " "] {
-            assert_eq!(parse_bool(f), Some(false), "{f:?}");
-        }
-        for bad in ["y", "2", "active", "tru"] {
-            assert_eq!(parse_bool(bad), None, "{bad}");
-        }
     }
 }

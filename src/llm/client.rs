@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// An API key. Its `Debug` and `Display` never show it.
 #[derive(Clone)]
@@ -72,16 +72,13 @@ pub struct Endpoint {
 #[derive(Clone, Debug)]
 pub struct CallSpec {
     pub model: String,
+    /// Sent as a system message before the prompt (the seed sent none).
+    pub system: Option<Arc<str>>,
     pub prompt: Arc<str>,
     pub temperature: f64,
     pub max_tokens: u64,
     /// A llama.cpp grammar (GBNF) the answer must follow, sent as `grammar` (local model only).
     pub grammar: Option<Arc<str>>,
-}
-
-/// The messages the seed sent: the prompt as one user message.
-pub fn messages(prompt: &str) -> Value {
-    json!([{ "role": "user", "content": prompt }])
 }
 
 /// What came back from a 200 with choices.
@@ -172,17 +169,24 @@ pub enum Verdict {
 }
 
 /// The request body: the same JSON as serde_json gives for
-/// `{"model", "messages": [{"role": "user", "content"}], "temperature", "max_tokens"}`, and
-/// `"grammar"` last when there is one (see
-/// `messages()`), written straight into one buffer. The prompt is most of it (kilobytes), and
+/// `{"model", "messages": [{"role": "user", "content"}], "temperature", "max_tokens"}` (as the
+/// seed sent it; a system message comes first in `messages` when there is one), and `"grammar"`
+/// last when there is one, written straight into one buffer. The prompt is most of it (kilobytes), and
 /// finding the bytes to escape 16 at a time (`plain_until`) costs a fraction of serde_json's
 /// byte-at-a-time loop.
 pub fn request_body(call: &CallSpec) -> Vec<u8> {
     let grammar = call.grammar.as_deref().map_or(0, |g| g.len() + 16);
-    let mut out = Vec::with_capacity(call.prompt.len() + call.model.len() + grammar + 112);
+    let system = call.system.as_deref().map_or(0, |s| s.len() + 40);
+    let mut out = Vec::with_capacity(call.prompt.len() + call.model.len() + grammar + system + 112);
     out.extend_from_slice(b"{\"model\":");
     push_json_str(&mut out, &call.model);
-    out.extend_from_slice(b",\"messages\":[{\"role\":\"user\",\"content\":");
+    out.extend_from_slice(b",\"messages\":[");
+    if let Some(s) = &call.system {
+        out.extend_from_slice(b"{\"role\":\"system\",\"content\":");
+        push_json_str(&mut out, s);
+        out.extend_from_slice(b"},");
+    }
+    out.extend_from_slice(b"{\"role\":\"user\",\"content\":");
     push_json_str(&mut out, &call.prompt);
     out.extend_from_slice(b"}],\"temperature\":");
     serde_json::to_writer(&mut out, &call.temperature).expect("a number serializes");
@@ -1039,6 +1043,7 @@ mod tests {
             for (temperature, max_tokens) in [(0.7, 8192), (0.0, 1), (1.25, 128)] {
                 let call = CallSpec {
                     model: "vendor/model-\"x\":free".into(),
+                    system: (temperature == 0.0).then(|| Arc::from(prompt.as_str())),
                     prompt: Arc::from(prompt.as_str()),
                     temperature,
                     max_tokens,
@@ -1048,7 +1053,7 @@ mod tests {
                 #[derive(Serialize)]
                 struct Body<'a> {
                     model: &'a str,
-                    messages: [Message<'a>; 1],
+                    messages: Vec<Message<'a>>,
                     temperature: f64,
                     max_tokens: u64,
                     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1061,10 +1066,19 @@ mod tests {
                 }
                 let expected = serde_json::to_vec(&Body {
                     model: &call.model,
-                    messages: [Message {
-                        role: "user",
-                        content: &prompt,
-                    }],
+                    messages: call
+                        .system
+                        .as_deref()
+                        .map(|s| Message {
+                            role: "system",
+                            content: s,
+                        })
+                        .into_iter()
+                        .chain([Message {
+                            role: "user",
+                            content: &prompt,
+                        }])
+                        .collect(),
                     temperature,
                     max_tokens,
                     grammar: call.grammar.as_deref(),
