@@ -23,6 +23,7 @@ pub mod progress;
 pub mod prompt;
 pub mod pyfmt;
 pub mod rebuild;
+pub mod remote;
 pub mod report;
 pub mod results;
 pub mod spec;
