@@ -626,16 +626,21 @@ impl Remote {
         let detail = redact(&e.to_string(), &self.inner.secrets);
         let (status, code) = response_of(&e);
         let (kind, message) = match &e {
-            E::PermissionDenied { .. } | E::Unauthenticated { .. } => (
-                ErrorKind::Forbidden,
-                format!(
-                    "remote cache {url}: access denied ({op} {object}: HTTP {}{}); check the AWS credentials \
+            // a listing's errors are all `Generic`: the status tells
+            _ if matches!(e, E::PermissionDenied { .. } | E::Unauthenticated { .. })
+                || matches!(status, Some(401 | 403)) =>
+            {
+                (
+                    ErrorKind::Forbidden,
+                    format!(
+                        "remote cache {url}: access denied ({op} {object}: HTTP {}{}); check the AWS credentials \
                      (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) and the bucket's policy",
-                    status.map_or("403".to_owned(), |s| s.to_string()),
-                    code.map(|c| format!(" {c}")).unwrap_or_default()
-                ),
-            ),
-            E::NotFound { source, .. } if bucket_missing(source.as_ref()) => (
+                        status.map_or("403".to_owned(), |s| s.to_string()),
+                        code.as_deref().map(|c| format!(" {c}")).unwrap_or_default()
+                    ),
+                )
+            }
+            _ if code.as_deref() == Some("NoSuchBucket") => (
                 ErrorKind::NotFound,
                 format!(
                     "remote cache {url}: the bucket does not exist at {}; create it, or fix the URL",
@@ -651,9 +656,10 @@ impl Remote {
                 Some(Transport::Unreachable) => (
                     ErrorKind::Unreachable,
                     format!(
-                        "remote cache {url}: cannot reach {} ({op} {object}: {detail}); check the endpoint and the \
+                        "remote cache {url}: cannot reach {} ({op} {object}: {}); check the endpoint and the \
                          network, or work without the remote",
-                        self.inner.endpoint
+                        self.inner.endpoint,
+                        redact(&root_cause(&e), &self.inner.secrets)
                     ),
                 ),
                 None => (
@@ -696,6 +702,16 @@ fn transport_of(e: &(dyn std::error::Error + 'static)) -> Option<Transport> {
         cur = err.source();
     }
     None
+}
+
+/// The innermost error's message ("Connection refused (os error 111)"): the wrappers above it
+/// repeat the URL and the retry counts.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
 
 /// The HTTP status and S3 error code (`<Code>…</Code>`) of the response behind an error, if any.
