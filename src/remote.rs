@@ -38,6 +38,7 @@
 
 mod batch;
 pub mod config;
+mod pack;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,6 +113,8 @@ struct RecordOut<'a> {
     created_at: &'a str,
     manifest: &'a RawValue,
     info: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -125,6 +128,22 @@ struct RecordIn<'a> {
     manifest: &'a RawValue,
     #[serde(borrow)]
     info: Option<&'a RawValue>,
+    /// In a pack's entry only.
+    #[serde(default)]
+    content: Option<String>,
+}
+
+impl RecordIn<'_> {
+    fn into_answer(self, key: Hash, content: String) -> RemoteAnswer {
+        RemoteAnswer {
+            key,
+            manifest: self.manifest.get().to_owned(),
+            output: self.output,
+            info: self.info.map(|i| i.get().to_owned()),
+            created_at: self.created_at,
+            content,
+        }
+    }
 }
 
 /// What went wrong, as far as deciding what to do next goes.
@@ -396,55 +415,60 @@ impl Remote {
         let Some(bytes) = self.read(&rec_path).await? else {
             return Ok(None);
         };
-        let corrupt = |why: String| self.corrupt(&rec_path, &why);
+        let rec = self.check_record(key, &bytes, &rec_path)?;
+        let blob_path = self.blob_path(&rec.output);
+        let Some(blob) = self.read(&blob_path).await? else {
+            let why = format!("it names the content {}, which is missing", self.object_url(&blob_path));
+            return Err(self.corrupt(&rec_path, &why));
+        };
+        let content = self.check_content(key, &rec, &blob, &blob_path)?;
+        Ok(Some(rec.into_answer(*key, content)))
+    }
+
+    /// A record read from `at`, checked to be the record of `key` (see the module documentation).
+    fn check_record<'a>(&self, key: &Hash, bytes: &'a [u8], at: &ObjectPath) -> Result<RecordIn<'a>, RemoteError> {
+        let corrupt = |why: String| self.corrupt(at, &why);
         let rec: RecordIn<'_> =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not a daydream record: {e}")))?;
+            serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not a daydream record: {e}")))?;
         if rec.layout != LAYOUT {
             return Err(corrupt(format!("its layout is `{}`, expected `{LAYOUT}`", rec.layout)));
         }
         if rec.key != *key {
             return Err(corrupt(format!("it is the record of {}", rec.key)));
         }
-        let manifest = rec.manifest.get();
-        if Hash::of(manifest.as_bytes()) != *key {
+        if Hash::of(rec.manifest.get().as_bytes()) != *key {
             return Err(corrupt("its manifest does not hash to its key".to_owned()));
         }
-        let blob_path = self.blob_path(&rec.output);
-        let Some(blob) = self.read(&blob_path).await? else {
-            return Err(corrupt(format!(
-                "it names the content {}, which is missing",
-                self.object_url(&blob_path)
-            )));
-        };
-        let actual = Hash::of(&blob);
-        if actual != rec.output || blob.len() as u64 != rec.size {
-            return Err(self.corrupt(
-                &blob_path,
-                &format!(
-                    "its blake3 is {} ({} bytes), the record of {} says {} ({} bytes)",
-                    actual.short(),
-                    blob.len(),
-                    key.short(),
-                    rec.output.short(),
-                    rec.size
-                ),
-            ));
+        Ok(rec)
+    }
+
+    /// The content of `rec`, from `bytes` read at `at`, if it is what the record says.
+    fn check_content(
+        &self,
+        key: &Hash,
+        rec: &RecordIn<'_>,
+        bytes: &[u8],
+        at: &ObjectPath,
+    ) -> Result<String, RemoteError> {
+        let actual = Hash::of(bytes);
+        if actual != rec.output || bytes.len() as u64 != rec.size {
+            let why = format!(
+                "its blake3 is {} ({} bytes), the record of {} says {} ({} bytes)",
+                actual.short(),
+                bytes.len(),
+                key.short(),
+                rec.output.short(),
+                rec.size
+            );
+            return Err(self.corrupt(at, &why));
         }
-        let content = String::from_utf8(blob.to_vec()).map_err(|_| self.corrupt(&blob_path, "it is not UTF-8 text"))?;
-        Ok(Some(RemoteAnswer {
-            key: *key,
-            manifest: manifest.to_owned(),
-            output: rec.output,
-            info: rec.info.map(|i| i.get().to_owned()),
-            created_at: rec.created_at,
-            content,
-        }))
+        String::from_utf8(bytes.to_vec()).map_err(|_| self.corrupt(at, "it is not UTF-8 text"))
     }
 
     /// Uploads an answer: its content, then its record, each created only if absent (see the
     /// module documentation). Idempotent.
     pub async fn put(&self, answer: &RemoteAnswer) -> Result<PutOutcome, RemoteError> {
-        let record = self.record_json(answer)?;
+        let record = self.record_json(answer, false)?;
         let blob_path = self.blob_path(&answer.output);
         let mut repaired = false;
         if !self.create(&blob_path, answer.content.clone().into_bytes()).await? {
@@ -486,20 +510,23 @@ impl Remote {
 
     /// The keys of every answer the remote holds (for `cache status`).
     pub async fn list(&self) -> Result<Vec<Hash>, RemoteError> {
+        self.list_hashes("answers", ".json").await
+    }
+
+    /// The hashes that name the objects `<root>/<dir>/<hash><suffix>`.
+    async fn list_hashes(&self, dir: &str, suffix: &str) -> Result<Vec<Hash>, RemoteError> {
         use futures_util::TryStreamExt;
-        let prefix = self.inner.root.clone().join("answers");
-        let listing = async {
-            self.inner
-                .store
-                .list(Some(&prefix))
-                .try_fold(Vec::new(), |mut keys, meta| async move {
-                    let name = meta.location.filename().unwrap_or("");
-                    keys.extend(name.strip_suffix(".json").and_then(Hash::from_hex));
-                    Ok(keys)
-                })
-                .await
-        };
-        // a listing is many requests (1,000 keys each): bound each page, not the whole
+        let prefix = self.inner.root.clone().join(dir);
+        let listing = self
+            .inner
+            .store
+            .list(Some(&prefix))
+            .try_fold(Vec::new(), |mut keys, meta| async move {
+                let name = meta.location.filename().unwrap_or("");
+                keys.extend(name.strip_suffix(suffix).and_then(Hash::from_hex));
+                Ok(keys)
+            });
+        // not `bounded`: a listing is one request per 1,000 names, each bounded by the client
         match listing.await {
             Ok(keys) => Ok(keys),
             Err(object_store::Error::NotFound { .. }) if self.is_dir() => Ok(Vec::new()),
@@ -511,7 +538,8 @@ impl Remote {
         self.inner.url.starts_with("file://")
     }
 
-    fn record_json(&self, a: &RemoteAnswer) -> Result<Vec<u8>, RemoteError> {
+    /// The record of `a` as uploaded; with `inline`, its content too (a pack's entry).
+    fn record_json(&self, a: &RemoteAnswer, inline: bool) -> Result<Vec<u8>, RemoteError> {
         let bug = |why: &str| {
             RemoteError::new(
                 ErrorKind::Other,
@@ -540,6 +568,7 @@ impl Remote {
             created_at: &a.created_at,
             manifest: &manifest,
             info: info.as_deref(),
+            content: inline.then_some(a.content.as_str()),
         };
         Ok(serde_json::to_vec(&rec).expect("a record always serializes"))
     }

@@ -5,6 +5,7 @@
 //! slow, refusing us, or missing): the requests not yet sent then fail at once with that error,
 //! marked not tried, so an unreachable remote costs one timeout, not one per answer.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -35,17 +36,54 @@ impl Stop {
     }
 }
 
+/// From this many keys on, `fetch_many` lists the remote's answers (one request per 1,000) rather
+/// than asking for each key that may not be there.
+const LIST_FIRST: usize = 256;
+
+/// An [`Uploader`] that uploaded this many answers also writes them as packs when it finishes.
+pub const PACK_AT_LEAST: usize = 100;
+
 impl Remote {
-    /// Downloads and verifies the answers of `keys`, `concurrency` at a time, in no particular
-    /// order: for each key its answer, `None` if the remote has none, or why it could not be had.
+    /// Downloads and verifies the answers of `keys`, `concurrency` requests at a time, in no
+    /// particular order: for each key its answer, `None` if the remote has none, or why it could
+    /// not be had. Packs are read first (a few requests for thousands of answers), then, for many
+    /// keys, the listing tells which of the others exist; those are read one by one.
     pub async fn fetch_many(
         &self,
         keys: Vec<Hash>,
         concurrency: usize,
     ) -> Vec<(Hash, Result<Option<RemoteAnswer>, RemoteError>)> {
+        let mut out = Vec::with_capacity(keys.len());
+        let mut rest = keys;
+        let from_packs = match self.pack_index(concurrency).await {
+            Ok(index) if index.is_empty() => Ok(Vec::new()),
+            Ok(index) => self.read_packs(&index, &rest, concurrency).await,
+            Err(e) => Err(e),
+        };
+        match from_packs {
+            Ok(found) => {
+                let found_keys: HashSet<Hash> = found.iter().map(|a| a.key).collect();
+                rest.retain(|k| !found_keys.contains(k));
+                out.extend(found.into_iter().map(|a| (a.key, Ok(Some(a)))));
+            }
+            Err(e) if e.stops_remote() => return fail_all(out, rest, e),
+            Err(_) => {} // packs only speed things up
+        }
+        if rest.len() >= LIST_FIRST {
+            match self.list().await {
+                Ok(listed) => {
+                    let listed: HashSet<Hash> = listed.into_iter().collect();
+                    let (present, absent): (Vec<Hash>, Vec<Hash>) = rest.into_iter().partition(|k| listed.contains(k));
+                    out.extend(absent.into_iter().map(|k| (k, Ok(None))));
+                    rest = present;
+                }
+                Err(e) if e.stops_remote() => return fail_all(out, rest, e),
+                Err(_) => {}
+            }
+        }
         let stop = Stop::default();
         let stop = &stop;
-        futures_util::stream::iter(keys)
+        let one_by_one: Vec<_> = futures_util::stream::iter(rest)
             .map(|key| async move {
                 if let Some(e) = stop.get() {
                     return (key, Err(e.not_tried()));
@@ -56,8 +94,20 @@ impl Remote {
             })
             .buffer_unordered(concurrency.max(1))
             .collect()
-            .await
+            .await;
+        out.extend(one_by_one);
+        out
     }
+}
+
+/// `out`, and `e` for each of `rest` (sent for none of them).
+fn fail_all(
+    mut out: Vec<(Hash, Result<Option<RemoteAnswer>, RemoteError>)>,
+    rest: Vec<Hash>,
+    e: RemoteError,
+) -> Vec<(Hash, Result<Option<RemoteAnswer>, RemoteError>)> {
+    out.extend(rest.into_iter().map(|k| (k, Err(e.not_tried()))));
+    out
 }
 
 /// What an [`Uploader`] did.
@@ -74,6 +124,9 @@ pub struct UploadReport {
     /// Not tried: the queue was full, or the remote had stopped answering; a later upload of
     /// what is missing brings them.
     pub pending: usize,
+    /// Packs written at the end, copies of the new answers that a fresh clone reads in a few
+    /// requests (when at least [`PACK_AT_LEAST`] were uploaded).
+    pub packs: usize,
     /// The first failure, for the one warning a run prints.
     pub first_error: Option<RemoteError>,
 }
@@ -116,21 +169,33 @@ impl Uploader {
             let stop = &stop;
             let remote = &remote;
             let mut report = UploadReport::default();
+            let mut new = Vec::new();
             futures_util::stream::poll_fn(|cx| rx.poll_recv(cx))
                 .map(|answer| async move {
                     if let Some(e) = stop.get() {
-                        return Err(e.not_tried());
+                        return (answer, Err(e.not_tried()));
                     }
                     let put = remote.put(&answer).await;
                     stop.note(&put);
-                    put
+                    (answer, put)
                 })
                 .buffer_unordered(concurrency.max(1))
-                .for_each(|result| {
+                .for_each(|(answer, result)| {
+                    if matches!(result, Ok(PutOutcome::Uploaded | PutOutcome::Repaired)) {
+                        new.push(answer);
+                    }
                     report.tally(result);
                     std::future::ready(())
                 })
                 .await;
+            if new.len() >= PACK_AT_LEAST && stop.get().is_none() {
+                match remote.put_packs(&new).await {
+                    Ok(n) => report.packs = n,
+                    Err(e) => {
+                        report.first_error.get_or_insert(e);
+                    }
+                }
+            }
             report
         });
         Uploader {
