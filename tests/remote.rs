@@ -337,6 +337,82 @@ async fn a_silent_remote_hits_the_timeout() {
     assert_eq!(report.first_error.unwrap().kind(), ErrorKind::Timeout);
 }
 
+/// A minimal HTTP server: `answer` maps a request line to a status and body, or `None` to never
+/// answer it.
+fn fake_s3(answer: fn(&str) -> Option<(u16, String)>) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(256) {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut header = String::new();
+                    while reader.read_line(&mut header).unwrap_or(0) > 2 {
+                        header.clear();
+                    }
+                    match answer(&line) {
+                        Some((status, body)) => {
+                            let head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n", body.len());
+                            let _ = conn.write_all(format!("{head}{body}").as_bytes());
+                        }
+                        None => std::thread::park(), // hold the connection, never answer
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_remote_that_lists_but_never_reads_costs_one_timeout() {
+    let port = fake_s3(|line| {
+        line.contains("list-type=2").then(|| {
+            (
+                200,
+                "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>".to_owned(),
+            )
+        })
+    });
+    let url = format!("s3://{BUCKET}/p?endpoint=http://127.0.0.1:{port}&timeout=1&retries=0");
+    let r = open_with(&url, &never_shown_env()).unwrap();
+    let keys: Vec<Hash> = (0..100u32).map(|i| Hash::of(&i.to_le_bytes())).collect();
+    let results = r.fetch_many(keys, 4).await;
+    assert_eq!(results.len(), 100);
+    let errors: Vec<&RemoteError> = results.iter().map(|(_, r)| r.as_ref().unwrap_err()).collect();
+    assert!(errors.iter().all(|e| e.kind() == ErrorKind::Timeout), "{:?}", errors[0]);
+    let tried = errors.iter().filter(|e| e.was_tried()).count();
+    assert!((1..=4).contains(&tried), "{tried} reads sent after the first timed out");
+}
+
+#[tokio::test]
+async fn a_response_that_echoes_the_key_is_scrubbed() {
+    let port = fake_s3(|_| {
+        Some((
+            500,
+            "<Error><Code>InternalError</Code><AWSAccessKeyId>AKIDNEVERSHOWN123</AWSAccessKeyId>\
+             <Token>tokenNEVERSHOWNdef</Token></Error>"
+                .to_owned(),
+        ))
+    });
+    let url = format!("s3://{BUCKET}/p?endpoint=http://127.0.0.1:{port}&retries=0");
+    let r = open_with(&url, &never_shown_env()).unwrap();
+    let e = r.get(&Hash::of(b"k")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Other, "{e}");
+    assert!(
+        e.message().contains("InternalError"),
+        "the server's words are quoted: {e}"
+    );
+    assert_clean(&format!("{e} {e:?}"), &NEVER_SHOWN.map(|(_, v)| v));
+}
+
 #[tokio::test]
 async fn uploader_then_fetch_many() {
     let r = open(moto(), "batch");
