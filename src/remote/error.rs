@@ -113,7 +113,7 @@ impl Remote {
         use object_store::Error as E;
         let url = &self.inner.url;
         let object = self.object_url(path);
-        let detail = redact(&e.to_string(), &self.inner.secrets);
+        let detail = e.to_string(); // scrubbed with the whole message below
         let (status, code) = response_of(&e);
         let (kind, message) = match &e {
             // a listing's errors are all `Generic`: the status tells
@@ -149,7 +149,7 @@ impl Remote {
                         "remote cache {url}: cannot reach {} ({op} {object}: {}); check the endpoint and the \
                          network, or work without the remote",
                         self.inner.endpoint,
-                        redact(&root_cause(&e), &self.inner.secrets)
+                        root_cause(&e)
                     ),
                 ),
                 None => (
