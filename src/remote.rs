@@ -66,6 +66,9 @@ use crate::key::Hash;
 /// The layout this daydream reads and writes (see the module documentation).
 pub const LAYOUT: &str = "daydream/v1";
 
+/// No answer, record or index comes near this; a bigger object is not downloaded.
+const MAX_OBJECT_BYTES: usize = 64 << 20;
+
 /// One paid answer as it travels: what the store's `actions` row and blob hold for one call.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RemoteAnswer {
@@ -507,12 +510,25 @@ impl Remote {
 
     /// An object's bytes; `None` if it does not exist.
     async fn read(&self, path: &ObjectPath) -> Result<Option<bytes::Bytes>, RemoteError> {
+        self.read_at_most(path, MAX_OBJECT_BYTES).await
+    }
+
+    /// An object's bytes if it has at most `limit` of them (else a corrupt object: a remote is
+    /// not trusted with this process's memory); `None` if it does not exist.
+    async fn read_at_most(&self, path: &ObjectPath, limit: usize) -> Result<Option<bytes::Bytes>, RemoteError> {
         let op = async {
             let got = self.inner.store.get(path).await?;
-            got.bytes().await
+            if got.meta.size > limit as u64 {
+                return Ok(Err(got.meta.size));
+            }
+            got.bytes().await.map(Ok)
         };
         match self.bounded("reading", path, op).await? {
-            Ok(b) => Ok(Some(b)),
+            Ok(Ok(b)) => Ok(Some(b)),
+            Ok(Err(size)) => Err(self.corrupt(
+                path,
+                &format!("it has {size} bytes, more than the {limit} expected at most"),
+            )),
             Err(object_store::Error::NotFound { source, .. }) if !bucket_missing(source.as_ref()) => Ok(None),
             Err(e) => Err(self.classify("reading", path, e)),
         }

@@ -573,6 +573,21 @@ async fn a_directory_remote() {
     );
     assert_eq!(r.put(&a).await.unwrap(), PutOutcome::Repaired);
     assert_eq!(r.get(&a.key).await.unwrap().unwrap(), a);
+
+    // an object far bigger than any answer is not downloaded (a sparse file: no disk used)
+    std::fs::File::options()
+        .write(true)
+        .open(&blob)
+        .unwrap()
+        .set_len(65 << 20)
+        .unwrap();
+    let e = r.get(&a.key).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt);
+    assert!(
+        e.message()
+            .contains("it has 68157440 bytes, more than the 67108864 expected at most"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use futures_util::StreamExt;
-use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use serde::{Deserialize, Serialize};
 
@@ -144,17 +143,8 @@ impl Remote {
                 let path = self.pack_path(&pack, "pack");
                 // the whole pack in one request (at most 4 MB): object_store's `get_ranges` panics
                 // on a range past the end of a short object, and a pack is not to be trusted
-                let read = async {
-                    let got = self.inner.store.get(&path).await?;
-                    if got.meta.size > PACK_MAX_BYTES as u64 {
-                        return Ok(None);
-                    }
-                    got.bytes().await.map(Some)
-                };
-                let bytes = match self.bounded("reading", &path, read).await? {
-                    Ok(Some(bytes)) => bytes,
-                    Ok(None) | Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
-                    Err(e) => return Err(self.classify("reading", &path, e)),
+                let Some(bytes) = self.read_at_most(&path, PACK_MAX_BYTES).await? else {
+                    return Ok(Vec::new());
                 };
                 let got = wanted.iter().map(|(_, r)| {
                     let range = usize::try_from(r.start).ok()?..usize::try_from(r.end).ok()?;
