@@ -53,11 +53,10 @@ fn answer(test: &str, i: usize, text: &str) -> RemoteAnswer {
     )
 }
 
-/// Writes an object without the remote cache's checks: the way a broken disk or another tool
-/// would.
-async fn write_raw(server: &Moto, path: &str, bytes: &[u8]) {
+/// A raw client for the moto server, to change or delete objects behind the cache's back.
+fn raw(server: &Moto) -> object_store::aws::AmazonS3 {
     let env = server.env();
-    let s3 = object_store::aws::AmazonS3Builder::new()
+    object_store::aws::AmazonS3Builder::new()
         .with_bucket_name(BUCKET)
         .with_region("us-east-1")
         .with_endpoint(&server.endpoint)
@@ -65,8 +64,16 @@ async fn write_raw(server: &Moto, path: &str, bytes: &[u8]) {
         .with_access_key_id(&env[0].1)
         .with_secret_access_key(&env[1].1)
         .build()
+        .unwrap()
+}
+
+/// Writes an object without the remote cache's checks: the way a broken disk or another tool
+/// would.
+async fn write_raw(server: &Moto, path: &str, bytes: &[u8]) {
+    raw(server)
+        .put(&path.into(), PutPayload::from(bytes.to_vec()))
+        .await
         .unwrap();
-    s3.put(&path.into(), PutPayload::from(bytes.to_vec())).await.unwrap();
 }
 
 #[tokio::test]
@@ -163,17 +170,13 @@ async fn corrupt_objects_are_detected_and_replaced_by_the_next_upload() {
     assert_eq!(r.put(&a).await.unwrap(), PutOutcome::Repaired);
     let b = answer("corrupt", 1, "another answer");
     let moved = format!("corrupt/daydream/v1/answers/{}.json", b.key);
-    let a_record = {
-        let s3 = object_store::aws::AmazonS3Builder::new()
-            .with_bucket_name(BUCKET)
-            .with_endpoint(&server.endpoint)
-            .with_allow_http(true)
-            .with_access_key_id("x")
-            .with_secret_access_key("y")
-            .build()
-            .unwrap();
-        s3.get(&record.as_str().into()).await.unwrap().bytes().await.unwrap()
-    };
+    let a_record = raw(server)
+        .get(&record.as_str().into())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     write_raw(server, &moved, &a_record).await;
     let e = r.get(&b.key).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Corrupt);
@@ -440,20 +443,6 @@ async fn uploader_then_fetch_many() {
             None => assert_eq!(key, Hash::of(b"not uploaded")),
         }
     }
-}
-
-/// A raw client for the moto server, to change or delete objects behind the cache's back.
-fn raw(server: &Moto) -> object_store::aws::AmazonS3 {
-    let env = server.env();
-    object_store::aws::AmazonS3Builder::new()
-        .with_bucket_name(BUCKET)
-        .with_region("us-east-1")
-        .with_endpoint(&server.endpoint)
-        .with_allow_http(true)
-        .with_access_key_id(&env[0].1)
-        .with_secret_access_key(&env[1].1)
-        .build()
-        .unwrap()
 }
 
 #[tokio::test]

@@ -233,20 +233,9 @@ fn ensure_venv() -> PathBuf {
     };
     run(Command::new("python3").args(["-m", "venv"]).arg(&tmp));
     let moto = format!("moto[s3]=={MOTO_VERSION}");
-    run(Command::new(tmp.join("bin").join("python")).args([
-        "-m",
-        "pip",
-        "install",
-        "--disable-pip-version-check",
-        "--no-input",
-        "--progress-bar",
-        "off",
-        "--only-binary",
-        ":all:",
-        &moto,
-        FLASK,
-        FLASK_CORS,
-    ]));
+    run(Command::new(tmp.join("bin").join("python"))
+        .args(daydream::local::PIP_INSTALL)
+        .args([&moto, FLASK, FLASK_CORS]));
     let mut marker = File::create(tmp.join(MARKER)).unwrap();
     writeln!(marker, "{moto}\n{FLASK}\n{FLASK_CORS}").unwrap();
     marker.sync_all().unwrap();
