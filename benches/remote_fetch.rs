@@ -12,7 +12,7 @@ mod s3;
 use std::time::Instant;
 
 use daydream::engine::keys::Hash;
-use daydream::remote::{Remote, RemoteAnswer, RemoteConfig, Uploader};
+use daydream::llm::remote::{Remote, RemoteAnswer, RemoteConfig, Uploader};
 
 fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
     match std::env::var(name) {

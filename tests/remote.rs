@@ -13,7 +13,7 @@ use std::net::TcpListener;
 use std::sync::OnceLock;
 
 use daydream::engine::keys::Hash;
-use daydream::remote::{ErrorKind, PutOutcome, Remote, RemoteAnswer, RemoteConfig, RemoteError, Uploader};
+use daydream::llm::remote::{ErrorKind, PutOutcome, Remote, RemoteAnswer, RemoteConfig, RemoteError, Uploader};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use s3::{BUCKET, Moto};
 

@@ -63,6 +63,19 @@ pub struct Settings {
     pub confirm_above_usd: F64,
 }
 
+/// `cache:`: where answers are shared, and how much history the local store keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// The remote answer cache (`cache: remote:`); `DAYDREAM_REMOTE` may name one instead.
+    pub remote: Option<super::cache::RemoteConfig>,
+    /// How many earlier versions of each output `daydream gc` keeps, so that reverting a recent
+    /// edit restores without recomputing.
+    pub keep_versions: u32,
+}
+
+/// The default of `cache.keep_versions`.
+pub const KEEP_VERSIONS: u32 = 3;
+
 /// The default of `settings.confirm_above_usd`: a few dollars.
 pub const CONFIRM_ABOVE_USD: f64 = 5.0;
 
@@ -72,6 +85,7 @@ pub struct Pipeline {
     pub source: String,
     pub settings: Settings,
     pub providers: Vec<Provider>,
+    pub cache: CacheSettings,
     /// In dependency order: every stage comes after the stages it reads.
     pub stages: Vec<StageSpec>,
 }
@@ -118,7 +132,8 @@ impl Pipeline {
     }
 }
 
-const TOP_KEYS: &[&str] = &["version", "settings", "providers", "stages"];
+const TOP_KEYS: &[&str] = &["version", "settings", "providers", "cache", "stages"];
+const CACHE_KEYS: &[&str] = &["remote", "keep_versions"];
 const SETTINGS_KEYS: &[&str] = &["provider", "max_cost_usd", "confirm_above_usd"];
 
 fn unknown_key(cx: &SpecCx, e: &Entry, place: &str, known: &[&str]) -> Diag {
@@ -241,6 +256,13 @@ pub fn parse(registry: &Registry, exists: &dyn Fn(&str) -> bool, file: &str, sou
             }
         }
     }
+    let cache = match get("cache") {
+        Some(e) => parse_cache(&cx, &e.value)?,
+        None => CacheSettings {
+            remote: None,
+            keep_versions: KEEP_VERSIONS,
+        },
+    };
     let Some(stages_entry) = get("stages") else {
         return Err(cx
             .diag(format!("{file} declares no `stages:`"), root.loc)
@@ -261,10 +283,70 @@ pub fn parse(registry: &Registry, exists: &dyn Fn(&str) -> bool, file: &str, sou
         source: source.to_owned(),
         settings,
         providers,
+        cache,
         stages,
     };
     super::paths::check_overlaps(&p)?;
     Ok(p)
+}
+
+/// `cache: {remote: URL | {url: URL, OPTION: VALUE...}, keep_versions: N}`.
+fn parse_cache(cx: &SpecCx, node: &Node) -> Result<CacheSettings, Diag> {
+    let Some(map) = node.as_map() else {
+        return Err(cx.diag("`cache` must be a mapping of remote and keep_versions", node.loc));
+    };
+    let mut out = CacheSettings {
+        remote: None,
+        keep_versions: KEEP_VERSIONS,
+    };
+    let help = "write `remote: s3://BUCKET/PREFIX` (options after `?`, or as a map with `url:`), or \
+                `remote: file:///SHARED/DIR`; credentials come from the AWS environment, never from pipeline.yaml";
+    for e in map {
+        match e.key.as_str() {
+            "remote" => {
+                let located =
+                    |err: super::cache::ConfigError, loc| cx.diag(format!("cache.remote: {err}"), loc).help(help);
+                out.remote = Some(match &e.value.value {
+                    Value::Str(url) => {
+                        super::cache::RemoteConfig::parse(url).map_err(|err| located(err, e.value.loc))?
+                    }
+                    Value::Map(options) => {
+                        let url = e.value.get("url").ok_or_else(|| {
+                            cx.diag("cache.remote as a mapping needs `url:`", e.value.loc)
+                                .help(help)
+                        })?;
+                        let text = url
+                            .as_str()
+                            .ok_or_else(|| cx.diag("cache.remote.url must be a URL", url.loc).help(help))?;
+                        let mut config =
+                            super::cache::RemoteConfig::parse(text).map_err(|err| located(err, url.loc))?;
+                        for o in options.iter().filter(|o| o.key != "url") {
+                            let value = o.value.scalar_text().ok_or_else(|| {
+                                cx.diag(format!("cache.remote.{} must be a single value", o.key), o.value.loc)
+                            })?;
+                            config.set(&o.key, &value).map_err(|err| located(err, o.key_loc))?;
+                        }
+                        config
+                    }
+                    _ => {
+                        return Err(cx
+                            .diag("cache.remote must be a URL or a mapping with `url:`", e.value.loc)
+                            .help(help));
+                    }
+                });
+            }
+            "keep_versions" => match e.value.value {
+                Value::Int(n) if (0..=1000).contains(&n) => out.keep_versions = n as u32,
+                _ => {
+                    return Err(cx
+                        .diag("cache.keep_versions must be a whole number from 0 to 1000", e.value.loc)
+                        .help(format!("the default is {KEEP_VERSIONS}")));
+                }
+            },
+            _ => return Err(unknown_key(cx, e, "in `cache`", CACHE_KEYS)),
+        }
+    }
+    Ok(out)
 }
 
 fn parse_stage(registry: &Registry, cx: &SpecCx, e: &Entry) -> Result<StageSpec, Diag> {

@@ -9,4 +9,5 @@ pub mod local;
 pub mod progress;
 pub mod provider;
 pub mod record;
+pub mod remote;
 pub mod secrets;

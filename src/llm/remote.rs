@@ -40,7 +40,7 @@
 //! which object and what to do, and never carries a credential (see [`RemoteError`]).
 
 mod batch;
-pub mod config;
+mod credentials;
 mod error;
 mod pack;
 
@@ -56,8 +56,8 @@ use object_store::{
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+pub use crate::engine::cache::{Addressing, ConfigError, Location, RemoteConfig};
 pub use batch::{UploadReport, Uploader};
-pub use config::{Addressing, ConfigError, Location, RemoteConfig};
 pub use error::{ErrorKind, RemoteError};
 use error::{bucket_missing, redact};
 
@@ -242,7 +242,7 @@ impl Remote {
                 addressing,
                 allow_http,
             } => {
-                let aws = config::aws_env(var).map_err(config_error)?;
+                let aws = credentials::aws_env(var).map_err(config_error)?;
                 let secrets = aws.credentials.secrets();
                 let region = region.clone().or(aws.region).unwrap_or_else(|| "us-east-1".to_owned());
                 let endpoint = endpoint.clone().or(aws.endpoint);
@@ -262,7 +262,7 @@ impl Remote {
                     (None, false) => format!("https://s3.{region}.amazonaws.com"),
                 };
                 let plain_http = shown_endpoint.starts_with("http://");
-                if plain_http && !allow_http && !config::is_loopback(&shown_endpoint) {
+                if plain_http && !allow_http && !crate::engine::cache::is_loopback(&shown_endpoint) {
                     return Err(config_error(ConfigError(format!(
                         "the endpoint {shown_endpoint} is plain HTTP; use https, or add `allow-http=true` to the remote's \
                          options if this network is trusted"
