@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 GEN_TEMPLATE = "creative-synthesis-v6"
 # The stages benchmarked: everything up to the prompts. LLM stages (responses, evaluation
 # prompts) are dropped from the copied pipeline.yaml so a run stays offline and deterministic.
-KEEP_KINDS = {"concepts", "models", "templates", "combinations", "generation_tasks",
-              "evaluation_tasks", "generation_prompt"}
+KEEP_STAGES = {"concepts", "llm_models", "generation_templates", "evaluation_templates",
+               "content_combinations", "generation_tasks", "evaluation_tasks", "generation_prompt"}
 
 WORDS = """attention memory insight network search model signal noise pattern analogy
 constraint objective feedback loop novelty verifier generator gap market moat evidence
@@ -78,8 +78,8 @@ def main():
     y = (REPO / "pipeline.yaml").read_text()
     head, stages = y.split("\nstages:\n", 1)
     blocks = re.split(r"(?m)^(?=  \S)", stages)  # one block per stage (plus leading comments)
-    kinds = [re.search(r"(?m)^    kind:\s*(\S+)", b) for b in blocks]
-    y = head + "\nstages:\n" + "".join(b for b, k in zip(blocks, kinds) if k is None or k[1] in KEEP_KINDS)
+    names = [re.match(r"  (\w+):", b) for b in blocks]
+    y = head + "\nstages:\n" + "".join(b for b, n in zip(blocks, names) if n is None or n[1] in KEEP_STAGES)
     y, n = re.subn(r"(?m)^(\s*k_max:\s*)\d+", rf"\g<1>{a.k}", y)
     assert n == 1, "k_max not found in pipeline.yaml"
     if a.no_prompt_files:
