@@ -11,7 +11,7 @@ use super::explain;
 use super::run::{print_run, run_command};
 use crate::engine::diag::Diag;
 use crate::engine::fsutil::ProjectLock;
-use crate::engine::run::{Project, RunError, RunOptions};
+use crate::engine::run::{Project, RunError, RunOptions, Shard};
 use crate::engine::spec::PIPELINE_FILE;
 use crate::engine::store::Store;
 use crate::kinds::report::ReportStage;
@@ -63,6 +63,10 @@ enum Command {
         /// (for network filesystems, or when the inotify limits are reached)
         #[arg(long, requires = "watch")]
         poll: bool,
+        /// Make only the calls whose key falls in shard I of N (e.g. 2/4), and share them through the remote
+        /// cache; a run without --shard then finds every answer there (README: "Working as a team")
+        #[arg(long, value_name = "I/N", value_parser = parse_shard, conflicts_with = "watch")]
+        shard: Option<Shard>,
     },
     /// Per stage: how many outputs are up to date, stale, missing or edited by hand
     Status {
@@ -118,6 +122,11 @@ enum Command {
     },
     /// Print the JSON Schema of pipeline.yaml (for editors: see docs/pipeline.md, "Editor support")
     Schema,
+    /// The remote answer cache (`cache: remote:` in pipeline.yaml, or DAYDREAM_REMOTE): what is where, and moving answers
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
     /// Adopt the responses a data/ directory of the original pipeline holds, so that no run pays for them again
     Import {
         /// The original's data/ directory (or the project directory holding it)
@@ -127,6 +136,28 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         provider: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// Count the answers held here only, in the remote only, and in both
+    Status,
+    /// Upload every answer of this project's store that the remote lacks
+    Push {
+        /// Say what would be uploaded; upload nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Download every answer the remote holds that this project's store lacks (a run then restores their files)
+    Pull {
+        /// Say what would be downloaded; download nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    Shard::parse(text)
 }
 
 pub fn main() -> i32 {
@@ -175,6 +206,7 @@ fn dispatch(root: &std::path::Path, command: Command) -> Result<i32, RunError> {
             yes,
             watch,
             poll,
+            shard,
         } => {
             let opts = RunOptions {
                 targets: stages,
@@ -183,6 +215,7 @@ fn dispatch(root: &std::path::Path, command: Command) -> Result<i32, RunError> {
                 max_cost,
                 provider,
                 yes,
+                shard,
                 ..Default::default()
             };
             if watch {
@@ -305,6 +338,15 @@ fn dispatch(root: &std::path::Path, command: Command) -> Result<i32, RunError> {
                 }
             }
             Ok(0)
+        }
+        Command::Cache { action } => {
+            let project = project(root)?;
+            let action = match action {
+                CacheAction::Status => super::cache::Action::Status,
+                CacheAction::Push { dry_run } => super::cache::Action::Push { dry_run },
+                CacheAction::Pull { dry_run } => super::cache::Action::Pull { dry_run },
+            };
+            super::cache::cache(&project, action, &mut out)
         }
         Command::Schema => {
             let _ = writeln!(out, "{}", super::schema::schema(crate::kinds::registry()));

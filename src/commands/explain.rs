@@ -300,6 +300,13 @@ impl std::fmt::Display for Explanation {
             if let Some(id) = c["response_id"].as_str() {
                 writeln!(f, "  response {id}")?;
             }
+            if let Some(remote) = c["fetched_from"].as_str() {
+                writeln!(
+                    f,
+                    "  remote   fetched from the remote cache {remote}: the call above was made and paid elsewhere, \
+                     no request from here"
+                )?;
+            }
         }
         if let Some(c) = &self.call
             && let Some(others) = c["shared_with"].as_array().filter(|o| !o.is_empty())

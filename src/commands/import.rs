@@ -176,6 +176,7 @@ pub fn import(
                 timestamp: modified,
                 key,
                 imported_from: Some(shown.clone()),
+                fetched_from: None,
                 shared_with: Vec::new(),
             };
             calls.push(CallRow {

@@ -1,5 +1,6 @@
 //! The commands of the command line, above the engine and the kinds.
 
+pub mod cache;
 pub mod cli;
 pub mod explain;
 pub mod import;

@@ -152,6 +152,12 @@ fn print_stage(out: &mut dyn Write, s: &StageReport, dry_run: bool) {
         "{:<24} {}: {e} {}, {r} {}, unchanged {}",
         s.name, s.summary, s.executed, s.reused, s.unchanged
     );
+    if s.fetched > 0 {
+        let _ = write!(out, ", fetched {}", s.fetched);
+    }
+    if s.elsewhere > 0 {
+        let _ = write!(out, ", left to other shards {}", s.elsewhere);
+    }
     if s.failed > 0 {
         let _ = write!(out, ", failed {}", s.failed);
     }
@@ -179,11 +185,13 @@ fn print_total(out: &mut dyn Write, report: &RunReport, dry_run: bool) {
         ("executed", "reused")
     };
     let mut total = (0, 0, 0, 0);
+    let mut fetched = 0;
     for s in &report.stages {
         total.0 += s.executed;
         total.1 += s.reused;
         total.2 += s.unchanged;
         total.3 += s.failed;
+        fetched += s.fetched;
     }
     let spent = if report.spent > 0.0 {
         format!(", spent ${:.4}", report.spent)
@@ -192,7 +200,7 @@ fn print_total(out: &mut dyn Write, report: &RunReport, dry_run: bool) {
     };
     let _ = writeln!(
         out,
-        "{}{e} {}, {r} {}, unchanged {}{} in {:.2}s{spent}",
+        "{}{e} {}, {r} {}, unchanged {}{}{} in {:.2}s{spent}",
         if dry_run {
             "dry run, nothing written: "
         } else if report.held.is_some() {
@@ -203,6 +211,11 @@ fn print_total(out: &mut dyn Write, report: &RunReport, dry_run: bool) {
         total.0,
         total.1,
         total.2,
+        if fetched > 0 {
+            format!(", fetched {fetched}")
+        } else {
+            String::new()
+        },
         if total.3 > 0 {
             format!(", failed {}", total.3)
         } else {

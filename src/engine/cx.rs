@@ -87,6 +87,11 @@ pub struct RunState {
     pub budget: Option<f64>,
     /// Lines to tell the user before any work starts (which provider, why).
     pub notes: Vec<String>,
+    /// `--shard`: the part of the paid work this run makes.
+    pub shard: Option<super::run::Shard>,
+    /// In a sharded run: content hashes of what this run's own paid work made, and of what was
+    /// made from that (a shard makes the calls downstream of its own, whatever their keys).
+    pub lineage: std::collections::HashSet<super::keys::Hash>,
     ext: HashMap<TypeId, Box<dyn Any + Send>>,
 }
 

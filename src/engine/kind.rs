@@ -226,8 +226,12 @@ impl Done {
 /// Lines a stage adds to the run's summary, and what its work cost.
 #[derive(Clone, Debug, Default)]
 pub struct Detail {
-    /// Rows made by its work (calls answered, commands run).
+    /// Rows made by its work (calls answered, commands run), `fetched` included.
     pub executed: usize,
+    /// Of those, rows whose outputs came from a shared cache elsewhere: nothing made here.
+    pub fetched: usize,
+    /// Rows left to the runs of other shards (`--shard`).
+    pub elsewhere: usize,
     /// Requests sent, or commands run.
     pub made: u64,
     pub failed: usize,
@@ -378,6 +382,13 @@ pub trait Stage: StageEq + Debug + Send + Sync + 'static {
     fn ready(&self, run: &RunState, stage: &super::spec::StageSpec) -> Result<(), Diag> {
         let _ = (run, stage);
         Ok(())
+    }
+
+    /// Called for every stage when the run's work is done (or stopped): what still runs beside
+    /// the work (uploads) is waited for. Returns lines for the end of the run's report.
+    fn finish(&self, run: &mut RunState, store: &mut super::store::Store) -> anyhow::Result<Vec<String>> {
+        let _ = (run, store);
+        Ok(Vec::new())
     }
 
     /// Checks what can be checked before anything is written: template syntax, parser names.

@@ -104,6 +104,10 @@ pub struct StageReport {
     pub executed: usize,
     pub reused: usize,
     pub unchanged: usize,
+    /// Rows whose outputs came from a shared cache (the remote answer cache): not made here.
+    pub fetched: usize,
+    /// Paid work left to the runs of other shards (`--shard`).
+    pub elsewhere: usize,
     /// Distinct contents computed, when fewer than the outputs made (a prompt rendered once for
     /// several rows); 0 otherwise.
     pub computed: usize,
@@ -160,6 +164,38 @@ pub struct RunOptions {
     /// Asked before the first paid work when the run could cost more than
     /// `settings.confirm_above_usd`; without it, or when it says no, the run stops there.
     pub confirm: Option<ConfirmHook>,
+    /// `--shard I/N`: make only the paid work whose key falls in shard I of N (the others are
+    /// left to the runs of the other shards, and met again through the remote cache).
+    pub shard: Option<Shard>,
+}
+
+/// One of N parts of a run's paid work, by key: stable when work is added or removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// 1-based.
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// Parses `I/N` (1 <= I <= N).
+    pub fn parse(text: &str) -> Result<Shard, String> {
+        let bad = || format!("--shard {text}: write I/N, with 1 <= I <= N (e.g. 2/4 for the second of four machines)");
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            i.trim().parse::<u32>().map_err(|_| bad())?,
+            n.trim().parse::<u32>().map_err(|_| bad())?,
+        );
+        if index == 0 || count == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    pub fn holds(&self, key: &Hash) -> bool {
+        let word = u64::from_le_bytes(key.0[..8].try_into().expect("a hash has 32 bytes"));
+        word % u64::from(self.count) == u64::from(self.index - 1)
+    }
 }
 
 impl RunOptions {
@@ -223,6 +259,7 @@ fn guard(
             max_cost: opts.max_cost,
             provider: opts.provider.clone(),
             session: opts.session,
+            shard: opts.shard,
             ..Default::default()
         },
     )?;
@@ -301,6 +338,7 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
     run.provider = opts.provider.clone();
     run.refresh = opts.refresh.clone();
     run.budget = opts.max_cost.or(pipeline.settings.max_cost_usd.map(|c| c.0));
+    run.shard = opts.shard;
     for &i in &order {
         let spec = &pipeline.stages[i];
         spec.stage.begin(&mut run, spec, &pipeline, &project.root)?;
@@ -466,6 +504,8 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
                     run: &run,
                 };
                 let mut detail = spec.stage.estimate(&cx, &sp.planned, &pending)?;
+                report.elsewhere = detail.elsewhere;
+                report.executed -= detail.elsewhere;
                 report.notes.append(&mut detail.notes);
                 report.detail = Some(detail);
             }
@@ -510,7 +550,9 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
                 };
                 let mut detail = spec.stage.execute(&mut cx, pending_owned.iter().collect())?;
                 report.notes.append(&mut detail.notes);
-                report.executed = detail.executed;
+                report.executed = detail.executed - detail.fetched;
+                report.fetched = detail.fetched;
+                report.elsewhere = detail.elsewhere;
                 report.failed = detail.failed;
                 spent += detail.cost;
                 if stopped.is_none() {
@@ -550,6 +592,9 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
                 outputs.insert(artifacts[i].key, h);
                 contents.insert(h, c);
             }
+            if run.shard.is_some() {
+                follow_lineage(&mut run.lineage, &artifacts, &outputs);
+            }
             done.insert(spec.name.clone(), Done::new(artifacts, outputs, contents));
         } else if !opts.dry_run && !opts.session {
             // nothing reads these again: freeing a million small allocations costs more than exiting
@@ -565,6 +610,10 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
             hook(&report);
         }
         reports.push(report);
+    }
+    for &i in &order {
+        let notes = pipeline.stages[i].stage.finish(&mut run, store)?;
+        run.notes.extend(notes);
     }
     let plan = opts.dry_run.then(|| {
         // a dry run keeps every stage's artifacts for `explain`, including those moved to `done`
@@ -590,4 +639,25 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
         held: None,
         confirm_above_usd: pipeline.settings.confirm_above_usd.0,
     })
+}
+
+/// In a sharded run: the outputs made from outputs of this shard's own paid work are this
+/// shard's too (the essays of its answers, the prompts that quote them), so that it makes the
+/// calls downstream of its own, and no other shard does.
+fn follow_lineage(
+    lineage: &mut HashSet<Hash>,
+    artifacts: &[Artifact],
+    outputs: &crate::engine::keys::FastMap<Hash, Hash>,
+) {
+    if lineage.is_empty() {
+        return;
+    }
+    for a in artifacts {
+        let Some(m) = &a.manifest else { continue };
+        if m.inputs.iter().any(|i| lineage.contains(&i.hash))
+            && let Some(out) = outputs.get(&a.key)
+        {
+            lineage.insert(*out);
+        }
+    }
 }

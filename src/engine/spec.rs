@@ -304,8 +304,13 @@ fn parse_cache(cx: &SpecCx, node: &Node) -> Result<CacheSettings, Diag> {
     for e in map {
         match e.key.as_str() {
             "remote" => {
-                let located =
-                    |err: super::cache::ConfigError, loc| cx.diag(format!("cache.remote: {err}"), loc).help(help);
+                // the line is named but not shown: what is wrong in it may be a credential
+                let located = |err: super::cache::ConfigError, loc: Loc| {
+                    Diag::new(format!("cache.remote: {err}"))
+                        .in_file(cx.file)
+                        .at(None, loc.line, loc.column)
+                        .help(help)
+                };
                 out.remote = Some(match &e.value.value {
                     Value::Str(url) => {
                         super::cache::RemoteConfig::parse(url).map_err(|err| located(err, e.value.loc))?

@@ -16,7 +16,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::engine::keys::{FastMap, Hash, Manifest};
 
+mod shared;
 mod upgrade;
+
+pub use shared::StoredAnswer;
 
 const SCHEMA_VERSION: i64 = 1;
 

@@ -220,6 +220,8 @@ pub struct LlmRun {
     pub session: Option<Session>,
     /// Notes already told the user.
     pub told: Vec<String>,
+    /// The remote answer cache of the run (`cache: remote:` or DAYDREAM_REMOTE), chosen once.
+    pub remote: Option<Option<crate::engine::cache::RemoteConfig>>,
 }
 
 /// What a `models:` table says of each model, by its name: prices (USD per million tokens,
@@ -463,8 +465,35 @@ impl Stage for LlmStage {
         {
             run.notes.push(note.clone());
         }
-        run.ext::<LlmRun>().choices.insert(stage.name.clone(), choice);
+        let llm = run.ext::<LlmRun>();
+        llm.choices.insert(stage.name.clone(), choice);
+        if llm.remote.is_none() {
+            let chosen = crate::engine::cache::RemoteConfig::chosen(pipeline.cache.remote.as_ref(), |k| env.get(k))
+                .map_err(|e| {
+                    Diag::new(e.to_string()).help(
+                        "fix DAYDREAM_REMOTE (s3://BUCKET/PREFIX or file:///DIR; `off` runs without the remote cache)",
+                    )
+                })?;
+            llm.remote = Some(chosen);
+        }
         Ok(())
+    }
+
+    fn finish(&self, run: &mut RunState, store: &mut Store) -> Result<Vec<String>> {
+        if run.dry_run {
+            return Ok(Vec::new());
+        }
+        let budget = run.budget;
+        let llm = run.ext::<LlmRun>();
+        let remote = llm.remote.clone().flatten();
+        // a run that made no call still uploads what earlier runs could not
+        if llm.session.is_none() && remote.is_some() {
+            llm.session = Some(Session::new(budget, remote.as_ref()));
+        }
+        match llm.session.as_mut() {
+            Some(session) => session.finish_shared(store),
+            None => Ok(Vec::new()),
+        }
     }
 
     fn ready(&self, run: &RunState, stage: &StageSpec) -> Result<(), Diag> {
@@ -605,7 +634,41 @@ impl Stage for LlmStage {
                 .flatten()
         };
         let mut per_model: BTreeMap<String, ModelEstimate> = BTreeMap::new();
-        let pending_keys: std::collections::HashSet<Hash> = pending.iter().map(|a| a.key).collect();
+        let mut pending_keys: std::collections::HashSet<Hash> = pending.iter().map(|a| a.key).collect();
+        // what the remote cache holds is fetched, not asked (the refreshed are asked again)
+        let remote = cx.run.get::<LlmRun>().and_then(|l| l.remote.clone().flatten());
+        let mut notes = Vec::new();
+        if let Some(config) = remote.filter(|_| !cx.run.refresh.contains(&cx.stage.name)) {
+            let keys: Vec<Hash> = pending_keys.iter().copied().collect();
+            let (held, why) = crate::llm::shared::holds(&config, &keys)?;
+            if let Some(why) = why {
+                notes.push(format!(
+                    "{}: the remote cache could not be asked ({why}); every call is counted as made",
+                    cx.stage.name
+                ));
+            }
+            if !held.is_empty() {
+                notes.push(format!(
+                    "{}: {} of these calls are answered by the remote cache {config} (no request, nothing paid)",
+                    cx.stage.name,
+                    held.len()
+                ));
+            }
+            pending_keys.retain(|k| !held.contains(k));
+        }
+        let mut elsewhere = 0;
+        if let Some(shard) = cx.run.shard {
+            for a in &planned.artifacts {
+                let Work::Effect(i) = a.work else { continue };
+                if pending_keys.contains(&a.key)
+                    && !shard.holds(&a.key)
+                    && !cx.run.lineage.contains(&calls.items[i as usize].prompt)
+                {
+                    elsewhere += 1;
+                    pending_keys.remove(&a.key);
+                }
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         let mut asked: Vec<(&Manifest, usize)> = Vec::new();
         for a in &planned.artifacts {
@@ -655,10 +718,12 @@ impl Stage for LlmStage {
         }
         let mut d = Detail {
             estimate: true,
+            elsewhere,
             ..Default::default()
         };
         d.notes
             .extend(crate::llm::provider::endpoint_changed(cx.store, choice, &asked, true)?);
+        d.notes.extend(notes);
         if per_model.values().any(|m| m.calls > 0) {
             d.lines.push(format!(
                 "{:<44} {:>6} {:>8} {:>13} {:>10}",
@@ -709,6 +774,8 @@ impl Stage for LlmStage {
         let choice = self.choice(cx.run, &cx.stage.name).clone();
         choice.require_key()?;
         let mut out: Vec<PendingCall> = Vec::with_capacity(pending.len());
+        // `--shard`: the calls of this shard's keys, and those downstream of its own answers
+        let mut mine: std::collections::HashSet<Hash> = std::collections::HashSet::new();
         let mut by_key: HashMap<Hash, usize> = HashMap::new();
         for a in pending {
             let Work::Effect(i) = a.work else { continue };
@@ -722,6 +789,11 @@ impl Stage for LlmStage {
                 continue;
             }
             by_key.insert(a.key, out.len());
+            if let Some(shard) = cx.run.shard
+                && (shard.holds(&a.key) || cx.run.lineage.contains(&item.prompt))
+            {
+                mine.insert(a.key);
+            }
             // a prompt made in this run is at hand; one of an earlier run is read as its call starts
             let in_memory = cx.done.values().find_map(|d| d.contents.get(&item.prompt)).cloned();
             let (prompt, prompt_in_store) = match in_memory {
@@ -762,9 +834,12 @@ impl Stage for LlmStage {
         let notes: Vec<String> = crate::llm::provider::endpoint_changed(cx.store, &choice, &asked, false)?
             .into_iter()
             .collect();
+        let sharded = cx.run.shard.is_some();
         let llm = cx.run.ext::<LlmRun>();
         crate::llm::progress::announce(&cx.stage.name, &choice, out.len(), cx.cached, &mut llm.told);
-        let session = llm.session.get_or_insert_with(|| Session::new(budget));
+        let remote = llm.remote.clone().flatten();
+        let session = llm.session.get_or_insert_with(|| Session::new(budget, remote.as_ref()));
+        let in_shard = |c: &PendingCall| mine.contains(&c.key);
         let s = session.run_calls(
             cx.root,
             cx.store,
@@ -775,9 +850,14 @@ impl Stage for LlmStage {
             out,
             cx.cached,
             refresh,
+            sharded.then_some(&in_shard as &dyn Fn(&PendingCall) -> bool),
         )?;
+        let stopped = session.stopped();
+        if sharded {
+            cx.run.lineage.extend(s.made.iter().copied());
+        }
         let mut d = summary_detail(&s);
-        d.stopped = session.stopped();
+        d.stopped = stopped;
         d.notes = notes;
         Ok(d)
     }
@@ -874,8 +954,16 @@ fn summary_detail(c: &CallsSummary) -> Detail {
     for (cause, n) in by_cause {
         lines.push(format!("failed {n}: {}", cause.describe()));
     }
+    if c.fetched > 0 {
+        lines.push(format!(
+            "{} answered by the remote cache: no request, nothing paid here",
+            plural(c.fetched, "call")
+        ));
+    }
     Detail {
         executed: c.tasks_answered,
+        fetched: c.fetched_tasks,
+        elsewhere: c.elsewhere,
         made: c.requests,
         failed: c.tasks_failed,
         lines,

@@ -16,13 +16,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio::sync::Semaphore;
 
-use crate::engine::fsutil;
 use crate::engine::keys::{Hash, Manifest};
 use crate::engine::store::{CallRow, OutputRecord, Store};
 use crate::llm::client::{self, CallSpec, Cause, Endpoint, Gate, Limiter, Outcome};
 use crate::llm::progress::Progress;
+use crate::llm::remote::{RemoteAnswer, Uploader};
+use crate::llm::shared::SharedCache;
 
-use crate::llm::record::record_of;
+use crate::llm::record::{AnswerFile, record_of, write_answer_files};
 pub use crate::llm::record::{CallRecord, sidecar_path, task_record};
 
 /// A call to make.
@@ -245,6 +246,14 @@ pub struct CallsSummary {
     /// Calls whose cost is neither reported nor priced.
     pub unpriced: usize,
     pub requests: u64,
+    /// Calls whose answers came from the remote cache (no request, nothing paid here).
+    pub fetched: usize,
+    /// The tasks those answered.
+    pub fetched_tasks: usize,
+    /// Tasks left to other shards (`--shard`).
+    pub elsewhere: usize,
+    /// Content hashes of the answers made in this call of the executor (not fetched).
+    pub made: Vec<Hash>,
     /// Tasks answered and tasks failed (a call can serve several tasks).
     pub tasks_answered: usize,
     pub tasks_failed: usize,
@@ -278,10 +287,11 @@ pub fn execute(
     truncation_fails: bool,
     refresh: bool,
     progress: &Progress,
+    upload: Option<&Uploader>,
 ) -> Result<CallsSummary> {
     let reader = store.reader()?;
     let (tx, rx) = mpsc::channel::<Msg>();
-    let (files_tx, files_rx) = mpsc::channel::<Vec<(String, Vec<u8>, String, Vec<u8>, Hash, String)>>();
+    let (files_tx, files_rx) = mpsc::channel::<Vec<AnswerFile>>();
     let summary = Mutex::new(CallsSummary::default());
     let writer_failed = AtomicBool::new(false);
     let lost = std::thread::scope(|scope| -> Result<Option<Hash>> {
@@ -292,23 +302,7 @@ pub fn execute(
         let stage_f = stage.to_owned();
         let files = scope.spawn(move || -> Result<()> {
             for batch in files_rx {
-                let mut records = Vec::with_capacity(batch.len());
-                for (path, text, sidecar_path, sidecar, key, task) in batch {
-                    let p = root_f.join(&path);
-                    // the sidecar first: a response file on disk always has its sidecar
-                    fsutil::write_atomic(&tmp_f, &root_f.join(&sidecar_path), &sidecar, false)?;
-                    fsutil::write_atomic(&tmp_f, &p, &text, false)?;
-                    let stat = fsutil::stat(&p).with_context(|| format!("{path} vanished after writing"))?;
-                    records.push(OutputRecord {
-                        path,
-                        stage: stage_f.clone(),
-                        task: Some(task),
-                        key,
-                        hash: Hash::of(&text),
-                        size: stat.size,
-                        mtime_ns: stat.mtime_ns,
-                    });
-                }
+                let records = write_answer_files(&root_f, &tmp_f, &stage_f, batch)?;
                 let _ = file_tx.send(Msg::Written(records));
             }
             Ok(())
@@ -323,6 +317,7 @@ pub fn execute(
                 progress,
                 truncation_fails,
                 refresh,
+                upload,
             );
             if result.is_err() {
                 writer_failed.store(true, Ordering::Relaxed);
@@ -546,12 +541,13 @@ impl Drop for DoneOnDrop {
 fn writer_loop(
     store: &mut Store,
     rx: mpsc::Receiver<Msg>,
-    files_tx: mpsc::Sender<Vec<(String, Vec<u8>, String, Vec<u8>, Hash, String)>>,
+    files_tx: mpsc::Sender<Vec<AnswerFile>>,
     stage: &str,
     summary: &Mutex<CallsSummary>,
     progress: &Progress,
     truncation_fails: bool,
     refresh: bool,
+    upload: Option<&Uploader>,
 ) -> Result<()> {
     let mut files_tx = Some(files_tx);
     while let Ok(first) = rx.recv() {
@@ -600,6 +596,22 @@ fn writer_loop(
                 .collect();
             // the durable point: nothing else happens to a response before this commit
             store.put_calls(&rows, refresh)?;
+            summary.lock().expect("summary lock").made.extend(
+                rows.iter()
+                    .filter_map(|r| r.response.as_deref())
+                    .map(|t| Hash::of(t.as_bytes())),
+            );
+            if let Some(up) = upload {
+                // shared only once committed here; the upload never delays the calls
+                for r in rows.iter().filter(|r| r.response.is_some()) {
+                    up.push(RemoteAnswer::new(
+                        r.manifest.to_json(),
+                        Some(r.record.clone()),
+                        crate::engine::clock::now_utc(),
+                        r.response.clone().unwrap_or_default(),
+                    ));
+                }
+            }
             let mut to_write = Vec::new();
             {
                 let mut s = summary.lock().expect("summary lock");
@@ -683,17 +695,49 @@ pub struct Session {
     limits: HashMap<String, Arc<RunLimits>>,
     budget: Option<f64>,
     money: Arc<Mutex<Money>>,
+    /// The remote answer cache, when the run has one.
+    shared: Option<SharedCache>,
 }
 
 impl Session {
-    pub fn new(budget: Option<f64>) -> Session {
+    pub fn new(budget: Option<f64>, remote: Option<&crate::engine::cache::RemoteConfig>) -> Session {
         Session {
             rt: None,
             local: Vec::new(),
             limits: HashMap::new(),
             budget,
             money: Arc::default(),
+            shared: remote.and_then(SharedCache::open),
         }
+    }
+
+    fn runtime(&mut self) -> Result<&tokio::runtime::Runtime> {
+        if self.rt.is_none() {
+            self.rt = Some(
+                // one thread: the calls are I/O, and a second worker only adds wake-ups between
+                // threads (about 20 µs of CPU per call here, `benches/bare_client.rs`)
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting the async runtime")?,
+            );
+        }
+        Ok(self.rt.as_ref().expect("made above"))
+    }
+
+    /// Waits for the uploads to the remote cache, and says what the remote did in this run.
+    pub fn finish_shared(&mut self, store: &mut Store) -> Result<Vec<String>> {
+        if self.shared.is_none() {
+            return Ok(Vec::new());
+        }
+        self.runtime()?;
+        let (Some(shared), Some(rt)) = (&mut self.shared, &self.rt) else {
+            return Ok(Vec::new());
+        };
+        shared.queue_backlog(rt, store)?;
+        let notes = shared.finish(rt, store)?;
+        self.shared = None;
+        Ok(notes)
     }
 
     pub fn stopped(&self) -> Option<String> {
@@ -718,19 +762,41 @@ impl Session {
         calls: Vec<PendingCall>,
         cached: usize,
         refresh: bool,
+        shard: Option<&dyn Fn(&PendingCall) -> bool>,
     ) -> Result<CallsSummary> {
-        if self.rt.is_none() {
-            self.rt = Some(
-                // one thread: the calls are I/O, and a second worker only adds wake-ups between
-                // threads (about 20 µs of CPU per call here, `benches/bare_client.rs`)
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .context("starting the async runtime")?,
-            );
+        self.runtime()?;
+        let mut calls = calls;
+        let mut fetched = (0, 0);
+        if let (Some(shared), Some(rt)) = (&mut self.shared, &self.rt) {
+            shared.queue_backlog(rt, store)?;
+            if !refresh {
+                let keys = calls.iter().map(|c| c.key).collect();
+                let mut hits = shared.fetch(rt, keys);
+                hits.retain(|_, a| crate::llm::shared::usable(a, truncation_fails));
+                if !hits.is_empty() {
+                    let (found, rest): (Vec<PendingCall>, Vec<PendingCall>) =
+                        calls.into_iter().partition(|c| hits.contains_key(&c.key));
+                    calls = rest;
+                    let found = found
+                        .into_iter()
+                        .map(|c| {
+                            let a = hits.remove(&c.key).expect("partitioned by it");
+                            (c, a)
+                        })
+                        .collect();
+                    fetched = crate::llm::shared::commit_fetched(store, root, tmp, stage, shared.url(), found)?;
+                }
+            }
+        }
+        // a sharded run makes only its part of what the remote did not answer
+        let mut elsewhere = 0;
+        if let Some(mine) = shard {
+            let (kept, left): (Vec<PendingCall>, Vec<PendingCall>) = calls.into_iter().partition(|c| mine(c));
+            elsewhere = left.iter().map(|c| 1 + c.also.len()).sum();
+            calls = kept;
         }
         let mut base_urls = vec![choice.base_url.clone()];
-        if choice.provider.local && choice.base_url.is_empty() {
+        if choice.provider.local && choice.base_url.is_empty() && !calls.is_empty() {
             if self.local.is_empty() {
                 let opts = crate::llm::local::LocalOptions {
                     alias: crate::llm::provider::LOCAL_MODEL.to_owned(),
@@ -764,7 +830,11 @@ impl Session {
             .entry(p.name.clone())
             .or_insert_with(|| Arc::new(RunLimits::new(p, self.budget, self.money.clone())))
             .clone();
-        let progress = Progress::new(stage, calls.len() as u64, cached as u64);
+        let progress = Progress::new(stage, calls.len() as u64, (cached + fetched.1) as u64);
+        let upload = match (&mut self.shared, &self.rt) {
+            (Some(shared), Some(rt)) => shared.uploader(rt),
+            _ => None,
+        };
         let rt = self.rt.as_ref().expect("runtime");
         let summary = execute(
             rt,
@@ -778,8 +848,14 @@ impl Session {
             truncation_fails,
             refresh,
             &progress,
+            upload,
         );
         progress.finish();
-        summary
+        let mut summary = summary?;
+        summary.fetched = fetched.0;
+        summary.fetched_tasks = fetched.1;
+        summary.elsewhere = elsewhere;
+        summary.tasks_answered += fetched.1;
+        Ok(summary)
     }
 }

@@ -11,3 +11,4 @@ pub mod provider;
 pub mod record;
 pub mod remote;
 pub mod secrets;
+pub mod shared;

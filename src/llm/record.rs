@@ -1,11 +1,14 @@
 //! What is kept of each call: its record, written as the sidecar beside the response and kept in
 //! the store, told to each task the call answered as that task.
 
-use anyhow::Result;
+use std::path::Path;
+
+use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::engine::fsutil;
 use crate::engine::keys::Hash;
-use crate::engine::store::Store;
+use crate::engine::store::{OutputRecord, Store};
 use crate::llm::client::{Cause, Endpoint, Outcome};
 use crate::llm::executor::PendingCall;
 
@@ -37,6 +40,9 @@ pub struct CallRecord {
     /// The file this answer was adopted from by `daydream import` (no call was made).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported_from: Option<String>,
+    /// The remote cache this answer was read from (the call was made elsewhere, and paid there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetched_from: Option<String>,
     /// The other tasks this call answered: they asked the very same call (with the local model,
     /// which serves every model name, all tasks of one prompt do). `task` and `model_requested`
     /// are this record's own.
@@ -77,6 +83,36 @@ impl PendingCall {
     }
 }
 
+/// One answer file to write: (path, text, sidecar path, sidecar JSON, call key, task).
+pub(crate) type AnswerFile = (String, Vec<u8>, String, Vec<u8>, Hash, String);
+
+/// Writes answers and their sidecars (the sidecar first: a response file on disk always has its
+/// sidecar), each atomically, and returns the records of the response files for the store.
+pub(crate) fn write_answer_files(
+    root: &Path,
+    tmp: &Path,
+    stage: &str,
+    batch: Vec<AnswerFile>,
+) -> Result<Vec<OutputRecord>> {
+    let mut records = Vec::with_capacity(batch.len());
+    for (path, text, sidecar_path, sidecar, key, task) in batch {
+        let p = root.join(&path);
+        fsutil::write_atomic(tmp, &root.join(&sidecar_path), &sidecar, false)?;
+        fsutil::write_atomic(tmp, &p, &text, false)?;
+        let stat = fsutil::stat(&p).with_context(|| format!("{path} vanished after writing"))?;
+        records.push(OutputRecord {
+            path,
+            stage: stage.to_owned(),
+            task: Some(task),
+            key,
+            hash: Hash::of(&text),
+            size: stat.size,
+            mtime_ns: stat.mtime_ns,
+        });
+    }
+    Ok(records)
+}
+
 pub(crate) fn record_of(call: &PendingCall, o: &Outcome, ep: &Endpoint, stage: &str) -> CallRecord {
     let r = o.reply.as_ref();
     let estimated = match (o.cost, call.price, r) {
@@ -107,6 +143,7 @@ pub(crate) fn record_of(call: &PendingCall, o: &Outcome, ep: &Endpoint, stage: &
         timestamp: crate::engine::clock::now_utc(),
         key: call.key,
         imported_from: None,
+        fetched_from: None,
         shared_with: call.also.iter().map(|s| s.task.clone()).collect(),
     }
 }

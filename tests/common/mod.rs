@@ -93,6 +93,20 @@ impl Space {
         self.write("data/1_raw/llm_models.csv", &csv);
     }
 
+    /// Only these evaluation templates active (the others switched off).
+    pub fn use_rubrics(&self, ids: &[&str]) {
+        let csv = self.read("data/1_raw/evaluation_templates.csv");
+        let mut lines = csv.lines();
+        let mut out = format!("{}\n", lines.next().unwrap());
+        for line in lines {
+            let mut cells: Vec<&str> = line.split(',').collect();
+            cells[3] = if ids.contains(&cells[0]) { "true" } else { "false" };
+            out.push_str(&cells.join(","));
+            out.push('\n');
+        }
+        self.write("data/1_raw/evaluation_templates.csv", &out);
+    }
+
     pub fn set_env(&self, k: &str, v: &str) {
         self.env.borrow_mut().push((k.to_owned(), v.to_owned()));
     }
@@ -130,6 +144,13 @@ impl Space {
             "OPENROUTER_BASE_URL",
             "LOCAL_BASE_URL",
             "DAYDREAM_PROVIDER",
+            "DAYDREAM_REMOTE",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
         ] {
             c.env_remove(var);
         }

@@ -129,10 +129,15 @@ pub struct UploadReport {
     pub packs: usize,
     /// The first failure, for the one warning a run prints.
     pub first_error: Option<RemoteError>,
+    /// The keys the remote holds now (uploaded, present or repaired), so the store can note them.
+    pub done: Vec<Hash>,
 }
 
 impl UploadReport {
-    fn tally(&mut self, result: Result<PutOutcome, RemoteError>) {
+    fn tally(&mut self, key: Hash, result: Result<PutOutcome, RemoteError>) {
+        if result.is_ok() {
+            self.done.push(key);
+        }
         match result {
             Ok(PutOutcome::Uploaded) => self.uploaded += 1,
             Ok(PutOutcome::Present) => self.present += 1,
@@ -181,10 +186,11 @@ impl Uploader {
                 })
                 .buffer_unordered(concurrency.max(1))
                 .for_each(|(answer, result)| {
+                    let key = answer.key;
                     if matches!(result, Ok(PutOutcome::Uploaded | PutOutcome::Repaired)) {
                         new.push(answer);
                     }
-                    report.tally(result);
+                    report.tally(key, result);
                     std::future::ready(())
                 })
                 .await;
