@@ -128,34 +128,51 @@ fn shards_split_the_calls_and_a_run_without_shard_then_makes_none() {
     let moto = Moto::start();
     let mock = MockServer::start(Reply::echo);
     let remote = moto.url("shards");
-    let one = copy(&mock, &remote, &moto.env());
-    let two = copy(&mock, &remote, &moto.env());
+    // 15 generations and their 15 evaluations: keys (which hold the mock's port) fall in both
+    // shards but once in 2^14 runs
+    let three_models = |s: Space| {
+        s.use_models(&["vendor/a", "vendor/b", "vendor/c"]);
+        s
+    };
+    let one = three_models(copy(&mock, &remote, &moto.env()));
+    let two = three_models(copy(&mock, &remote, &moto.env()));
     let first = one.ok(&["run", "--shard", "1/2"]);
     let after_one = mock.count();
     let second = two.ok(&["run", "--shard", "2/2"]);
     // each shard asks its part of the generation calls; no call is asked twice
-    let asked: Vec<String> = mock.requests().iter().map(|r| r.prompt.clone()).collect();
-    let distinct: std::collections::HashSet<&String> = asked.iter().collect();
+    let asked: Vec<(String, String)> = mock
+        .requests()
+        .iter()
+        .map(|r| (r.model.clone(), r.prompt.clone()))
+        .collect();
+    let distinct: std::collections::HashSet<&(String, String)> = asked.iter().collect();
     assert_eq!(
         distinct.len(),
         asked.len(),
         "a call was asked twice:\n{first}\n{second}"
     );
     assert!(after_one > 0 && mock.count() > after_one, "{first}\n{second}");
+    // 15 generations; the judge is asked 5 distinct questions (the mock echoes, so the three
+    // models' essays of one combination are the same text)
+    assert_eq!(
+        mock.count(),
+        20,
+        "between them the shards made every call once:\n{first}\n{second}"
+    );
     assert!(first.contains("left to other shards"), "{first}");
 
     // the merge: every generation answer is in the bucket; the evaluations whose essays a shard
     // did not have are the only calls left, made once
     mock.clear();
-    let merge = copy(&mock, &remote, &moto.env());
+    let merge = three_models(copy(&mock, &remote, &moto.env()));
     let out = merge.ok(&["run"]);
     assert!(
-        out.contains("generation_response      5 calls: executed 0, reused 0, unchanged 0, fetched 5"),
+        out.contains("generation_response      15 calls: executed 0, reused 0, unchanged 0, fetched 15"),
         "{out}"
     );
     assert_eq!(mock.count(), 0, "the shards made every call between them:\n{out}");
     // and a fourth machine finds everything
-    let last = copy(&mock, &remote, &moto.env());
+    let last = three_models(copy(&mock, &remote, &moto.env()));
     last.ok(&["run"]);
     assert_eq!(mock.count(), 0);
     assert_eq!(differing(&merge, &last), Vec::<String>::new());
