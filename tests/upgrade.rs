@@ -114,9 +114,10 @@ fn openrouter_answers_of_a_version_1_store_come_back_byte_for_byte() {
 
 /// The local model's call records the fixture's store holds, by task.
 fn local_records() -> BTreeMap<String, serde_json::Value> {
-    let db =
-        rusqlite::Connection::open_with_flags(fixture().join("store.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
+    // a copy: SQLite writes beside a database in WAL mode even to read it
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture().join("store.db"), dir.path().join("store.db")).unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
     let mut q = db.prepare("SELECT task, record FROM calls").unwrap();
     let rows = q
         .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
