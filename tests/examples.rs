@@ -646,3 +646,45 @@ fn command_stage_a_failing_script_fails_its_stage_and_leaves_no_half_written_out
     assert!(!s.path("data/results/by_model.csv").exists());
     assert!(s.path("data/results/scores.csv").exists(), "what came before stays");
 }
+
+#[test]
+fn the_pipeline_from_scratch_of_the_docs_runs_as_written() {
+    let files = common::from_scratch_files();
+    let names: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+    assert!(names.contains(&"pipeline.yaml") && names.len() > 1, "{names:?}");
+    let s = Space::empty();
+    for (path, body) in &files {
+        s.write(path, body);
+    }
+    // the files beside the pipeline are the example's it names
+    let example = Space::example("command-stage");
+    for (path, body) in files.iter().filter(|(p, _)| p != "pipeline.yaml") {
+        assert_eq!(body, &example.read(path), "{path} differs from examples/command-stage/");
+    }
+
+    let phases = Phases::of_templates(&s);
+    let p = phases.clone();
+    let mock = MockServer::start(move |r| command_stage_answer(&p, r));
+    s.mock_env(&mock.base_url());
+    let out = s.ok(&["run"]);
+    let answers = read_csv(&s, "data/tasks.csv").len();
+    let questions = read_csv(&s, "data/questions.csv").len();
+    let answerers = names_where(&s, "data/models.csv", "answers", "model").len();
+    assert_eq!(answers, questions * answerers);
+    let asked = by_phase(&mock, &phases);
+    let count = |phase: &str| {
+        asked
+            .iter()
+            .filter(|((p, _), _)| p == phase)
+            .map(|(_, n)| n)
+            .sum::<usize>()
+    };
+    assert_eq!((count("answer"), count("judge")), (answers, answers), "{out}");
+    // what the text says the run does
+    let doc = std::fs::read_to_string(common::repo().join("docs/pipeline.md")).unwrap();
+    let words = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(words.contains(&format!("asks {answers} answers and {answers} judgments")));
+    assert_eq!(s.read("data/results/by_model.csv"), by_model_expected(&s, 2));
+    assert_eq!(read_csv(&s, "data/results/scores.csv").len(), answers);
+    assert_nothing_to_do(&s, &mock);
+}

@@ -239,6 +239,15 @@ fn the_shipped_pipeline_and_the_examples_validate() {
         let yaml = std::fs::read_to_string(&f).unwrap();
         assert_eq!(errors_of(&schema, &yaml), Vec::<String>::new(), "{}", f.display());
     }
+    let (_, scratch) = common::from_scratch_files()
+        .into_iter()
+        .find(|(p, _)| p == "pipeline.yaml")
+        .expect("the docs' pipeline from scratch");
+    assert_eq!(
+        errors_of(&schema, &scratch),
+        Vec::<String>::new(),
+        "docs: a pipeline from scratch"
+    );
     // the settings the shipped pipeline shows in comments are in the schema too
     let shipped = std::fs::read_to_string(repo().join("pipeline.yaml")).unwrap();
     let uncommented = shipped
@@ -289,4 +298,35 @@ fn the_schema_rejects_mistakes() {
     );
     has(broken("  concepts:\n", "  con cepts:\n"), "does not match");
     has(broken("version: 2", "version: 1"), "is not 2");
+}
+
+#[test]
+fn the_stage_examples_of_the_language_reference_validate() {
+    let schema = schema();
+    let doc = std::fs::read_to_string(repo().join("docs/pipeline.md")).unwrap();
+    let mut checked = BTreeSet::new();
+    for block in doc.split("```yaml\n").skip(1) {
+        let block = block.split("```").next().unwrap();
+        // a stage as it stands under `stages:`: its name, then its `kind`
+        let mut lines = block.lines();
+        let (Some(name), Some(kind)) = (lines.next(), lines.next()) else {
+            continue;
+        };
+        let Some(kind) = kind.trim().strip_prefix("kind: ") else {
+            continue;
+        };
+        if !name.starts_with("  ") || name.starts_with("   ") {
+            continue;
+        }
+        let yaml = format!("version: 2\nstages:\n{block}");
+        assert_eq!(errors_of(&schema, &yaml), Vec::<String>::new(), "{block}");
+        checked.insert(kind.to_owned());
+    }
+    for kind in &daydream::kinds::registry().kinds {
+        assert!(
+            checked.contains(kind.name()),
+            "no example of `{}` in docs/pipeline.md",
+            kind.name()
+        );
+    }
 }

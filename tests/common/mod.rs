@@ -240,6 +240,38 @@ impl Space {
     }
 }
 
+/// The files of docs/pipeline.md's "A pipeline from scratch": each code block, under the path
+/// that starts the paragraph before it (`` `templates/judge.txt`: ... ``).
+pub fn from_scratch_files() -> Vec<(String, String)> {
+    let doc = std::fs::read_to_string(repo().join("docs/pipeline.md")).unwrap();
+    let section = doc
+        .split("\n## A pipeline from scratch\n")
+        .nth(1)
+        .expect("the section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let mut files = Vec::new();
+    let mut named: Option<String> = None;
+    let mut lines = section.lines();
+    while let Some(line) = lines.next() {
+        if let Some(lang) = line.strip_prefix("```") {
+            let path = named
+                .take()
+                .unwrap_or_else(|| panic!("a ```{lang} block of the section names no file"));
+            let mut body = String::new();
+            for l in lines.by_ref().take_while(|l| *l != "```") {
+                body.push_str(l);
+                body.push('\n');
+            }
+            files.push((path, body));
+        } else if let Some(rest) = line.strip_prefix('`') {
+            named = Some(rest.split('`').next().unwrap().to_owned());
+        }
+    }
+    files
+}
+
 /// A CSV file of the project as rows of column -> cell.
 pub fn read_csv(s: &Space, rel: &str) -> Vec<BTreeMap<String, String>> {
     let mut r = csv::Reader::from_path(s.path(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"));
