@@ -211,6 +211,26 @@ fn two_phase_runs_drafts_then_essays_then_judges() {
     assert_eq!(counts(&out, "evaluation_response").0, n.evaluations, "{out}");
 
     // the essay of each task was asked with its draft's last idea, never the first
+    // each draft was asked about its combination's concepts, by name and description
+    let names: BTreeMap<String, String> = read_csv(&s, "data/1_raw/concepts/concepts_metadata.csv")
+        .into_iter()
+        .map(|r| (r["concept_id"].clone(), r["name"].clone()))
+        .collect();
+    let members = read_csv(&s, "data/2_tasks/combinations.csv");
+    for t in read_csv(&s, "data/2_tasks/draft_tasks.csv") {
+        let prompt = s.read(&format!("data/3_drafts/prompts/{}.txt", t["draft_task_id"]));
+        let mine: Vec<&String> = members
+            .iter()
+            .filter(|m| m["combo_id"] == t["combo_id"])
+            .map(|m| &m["concept_id"])
+            .collect();
+        assert_eq!(mine.len(), yaml_number(&s, "k_max"));
+        for c in mine {
+            let description = s.read(&format!("data/1_raw/concepts/descriptions-paragraph/{c}.txt"));
+            let line = format!("- {}: {}", names[c], description.trim());
+            assert!(prompt.contains(&line), "{line:?} not in:\n{prompt}");
+        }
+    }
     let essay_tasks = read_csv(&s, "data/2_tasks/essay_tasks.csv");
     assert_eq!(essay_tasks.len(), n.essays);
     for t in &essay_tasks {
@@ -521,6 +541,12 @@ fn command_stage_reruns_the_script_only_when_what_it_reads_changes() {
         let question = prompt.lines().next().unwrap();
         let key = format!("{question}\n{answer}");
         assert_eq!(r["score"].parse::<f64>().unwrap(), score_of(&key) as f64, "{r:?}");
+    }
+    // each answer was asked with its question in the template
+    let template = s.read("templates/answer.txt");
+    for t in read_csv(&s, "data/tasks.csv") {
+        let prompt = s.read(&format!("data/prompts/{}.txt", t["task_id"]));
+        assert_eq!(prompt, template.trim_end().replace("{{ question }}", &t["question"]));
     }
     let first = s.read("data/results/by_model.csv");
     assert_eq!(first, by_model_expected(&s, 2));
