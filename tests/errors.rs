@@ -310,3 +310,64 @@ fn usage_errors_exit_2() {
         assert!(help.contains(cmd), "{help}");
     }
 }
+
+/// Every file of the project, and whether `.daydream/` exists.
+fn everything(
+    s: &Space,
+) -> (
+    std::collections::BTreeMap<String, (std::time::SystemTime, Vec<u8>)>,
+    bool,
+) {
+    (s.snapshot(""), s.path(".daydream").exists())
+}
+
+/// The shipped project whose pipeline.yaml is the last one of version 1 (and, with `store`, the
+/// store that version wrote), as a user of that version has it.
+fn version_1_project(store: bool) -> Space {
+    let s = Space::shipped_with_llm();
+    let fixture = common::repo().join("tests/fixtures/upgrade_v1");
+    std::fs::copy(fixture.join("pipeline.v1.yaml"), s.path("pipeline.yaml")).unwrap();
+    if store {
+        std::fs::create_dir_all(s.path(".daydream")).unwrap();
+        std::fs::copy(fixture.join("store.db"), s.path(".daydream/store.db")).unwrap();
+    }
+    s
+}
+
+#[test]
+fn a_version_1_pipeline_is_told_how_to_migrate_and_nothing_is_written() {
+    for store in [false, true] {
+        let s = version_1_project(store);
+        let before = everything(&s);
+        let err = s.fails(&["run"], 2);
+        for part in [
+            "pipeline.yaml:3:10",
+            "written in version 1 of the language",
+            "docs/pipeline.md",
+            "the shipped pipeline.yaml",
+        ] {
+            assert!(err.contains(part), "expected {part:?} in:\n{err}");
+        }
+        assert!(!err.contains("panicked"), "{err}");
+        let after = everything(&s);
+        assert_eq!(changed(&before.0, &after.0), Vec::<String>::new(), "store: {store}");
+        assert_eq!(after.1, store, "a failed run made .daydream/");
+    }
+}
+
+#[test]
+fn a_pipeline_without_a_version_is_refused() {
+    let s = version_1_project(false);
+    s.edit("pipeline.yaml", "version: 1\n", "");
+    let before = everything(&s);
+    let err = s.fails(&["run"], 2);
+    for part in [
+        "pipeline.yaml does not say which version of the language it is written in",
+        "add `version: 2` at the top",
+    ] {
+        assert!(err.contains(part), "expected {part:?} in:\n{err}");
+    }
+    let after = everything(&s);
+    assert_eq!(changed(&before.0, &after.0), Vec::<String>::new());
+    assert!(!after.1, "a failed run made .daydream/");
+}

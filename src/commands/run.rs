@@ -116,6 +116,8 @@ pub fn run_command(root: &std::path::Path, opts: RunOptions) -> Result<i32, RunE
         ..opts
     };
     let project = super::cli::project(root)?;
+    // a pipeline.yaml that cannot be read leaves the project as it was: no store, no lock
+    project.pipeline()?;
     let (_lock, mut store) = if dry_run {
         // a dry run writes nothing, not even an empty store
         (None, Store::open_or_empty(&project.state_dir())?)

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::engine::fields::{FieldDoc, FieldType};
-use crate::engine::spec::{Registry, VERSION};
+use crate::engine::spec::{CONFIRM_ABOVE_USD, Registry, VERSION};
 
 fn field_schema(f: &FieldDoc) -> Value {
     let mut s = match f.ty {
@@ -96,7 +96,8 @@ pub fn schema(registry: &Registry) -> String {
                 "additionalProperties": false,
                 "properties": {
                     "provider": {"type": "string", "default": "auto", "description": "`auto` or a provider name"},
-                    "max_cost_usd": {"type": "number", "minimum": 0, "description": "a budget per run (also --max-cost)"}
+                    "max_cost_usd": {"type": "number", "minimum": 0, "description": "a budget per run (also --max-cost)"},
+                    "confirm_above_usd": {"type": "number", "minimum": 0, "default": CONFIRM_ABOVE_USD, "description": "a run whose paid calls could cost more asks first (or give --yes)"}
                 }
             },
             "providers": {"type": "object", "additionalProperties": provider},

@@ -65,6 +65,13 @@ pub fn write_stage(
         let content: Arc<[u8]> = match (standing, a.work) {
             (Standing::Unchanged, _) => continue,
             (Standing::Touched, _) => {
+                // the same content under another key (another call gave the same answer): the
+                // file stays, and the record beside it tells of the call its key now names
+                if prep.records.find_at(i, &a.path).is_none_or(|(_, r)| r.key != a.key)
+                    && let Some(side) = spec.stage.sidecar(store, &spec.name, a)?
+                {
+                    sidecars.push(side);
+                }
                 touched.push(a);
                 continue;
             }

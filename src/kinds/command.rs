@@ -3,7 +3,8 @@
 //! dependency (a file, a directory, or the outputs of the stages it comes `after`) changes; its
 //! outputs are kept in the store, so a deleted output comes back and a reverted edit restores
 //! the old outputs without running. Its stdout and stderr are kept for `explain`; a non-zero
-//! exit fails the stage and shows the command's last lines.
+//! exit, or an output not written, fails the stage and shows the command's last lines, with its
+//! outputs as they were before it ran.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -208,6 +209,29 @@ fn hash_dep(root: &Path, d: &Decl) -> Result<Hash> {
     Ok(value_hash(&files))
 }
 
+/// Puts a failed command's outputs back as they were before it ran: what it wrote over an
+/// output is undone, what it created is removed.
+fn put_back(cx: &ExecCx, before: &[(&Decl, Option<Vec<u8>>)]) -> Result<()> {
+    for (o, old) in before {
+        let path = cx.root.join(&o.path);
+        if std::fs::read(&path).ok() == *old {
+            continue;
+        }
+        match old {
+            Some(bytes) => {
+                fsutil::write_atomic(cx.tmp, &path, bytes, false).with_context(|| format!("putting back {}", o.path))?
+            }
+            None => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {}, which the failed command wrote", o.path));
+                }
+                _ => {}
+            },
+        }
+    }
+    Ok(())
+}
+
 impl Stage for CommandStage {
     fn refs(&self) -> Vec<Ref> {
         self.after.clone()
@@ -317,6 +341,20 @@ impl Stage for CommandStage {
         if pending.is_empty() {
             return Ok(Detail::default());
         }
+        // Its outputs are removed before it runs (as DVC and Snakemake do), so an output it does
+        // not write is told from one it wrote; a command that fails gets them back as they were,
+        // never half-written.
+        let before: Vec<(&Decl, Option<Vec<u8>>)> = self
+            .outputs
+            .iter()
+            .map(|o| (o, std::fs::read(cx.root.join(&o.path)).ok()))
+            .collect();
+        for (o, old) in &before {
+            if old.is_some() {
+                std::fs::remove_file(cx.root.join(&o.path))
+                    .with_context(|| format!("removing {} before running the command", o.path))?;
+            }
+        }
         let start = Instant::now();
         let mut cmd = std::process::Command::new("sh");
         cmd.arg("-c").arg(&self.run).current_dir(cx.root);
@@ -359,6 +397,7 @@ impl Stage for CommandStage {
                 .push(format!("`{}` failed ({status}); its last lines:", self.run));
             d.lines
                 .extend(last_lines(if stderr.trim().is_empty() { &stdout } else { &stderr }));
+            put_back(cx, &before)?;
             return Ok(d);
         }
         let missing: Vec<&str> = self
@@ -375,6 +414,7 @@ impl Stage for CommandStage {
                 missing.join(", ")
             ));
             d.lines.extend(last_lines(&stderr));
+            put_back(cx, &before)?;
             return Ok(d);
         }
         let info = json!({

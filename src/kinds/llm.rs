@@ -918,13 +918,23 @@ impl Stage for LlmStage {
             a.task.as_deref().unwrap_or_default(),
             a.group.as_deref().unwrap_or_default(),
         )?;
-        Ok(own.map(|info| {
-            let pretty = serde_json::from_str::<serde_json::Value>(&info)
-                .and_then(|v| serde_json::to_vec_pretty(&v))
-                .unwrap_or(info.into_bytes());
-            (sidecar_path(&a.path), pretty)
-        }))
+        Ok(own.map(|info| (sidecar_path(&a.path), pretty_record(info))))
     }
+}
+
+/// A stored call record as the call wrote it beside its answer: a record's fields in their
+/// own order (a restored sidecar is the same bytes as the one written), any other JSON
+/// pretty-printed as it is.
+fn pretty_record(info: String) -> Vec<u8> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(&info) else {
+        return info.into_bytes();
+    };
+    if let Ok(record) = serde_json::from_value::<crate::llm::executor::CallRecord>(value.clone())
+        && serde_json::to_value(&record).is_ok_and(|v| v == value)
+    {
+        return serde_json::to_vec_pretty(&record).expect("record serializes");
+    }
+    serde_json::to_vec_pretty(&value).unwrap_or(info.into_bytes())
 }
 
 fn plural(n: usize, word: &str) -> String {

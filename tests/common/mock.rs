@@ -210,7 +210,7 @@ pub fn echo_text(prompt: &str) -> String {
 }
 
 /// 12 hex digits of a 64-bit FNV-1a hash.
-fn hash12(s: &str) -> String {
+pub fn hash12(s: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in s.bytes() {
         h ^= b as u64;

@@ -65,11 +65,59 @@ impl Space {
         s
     }
 
+    /// An example of `examples/` as a user gets it: its tracked (or new, not ignored) files,
+    /// never the store or the outputs a run in the repository left there.
+    pub fn example(name: &str) -> Space {
+        let s = Space::empty();
+        let from = repo().join("examples").join(name);
+        assert!(from.join("pipeline.yaml").is_file(), "no example {name}");
+        let listed = Command::new("git")
+            .arg("-C")
+            .arg(&from)
+            .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard", "."])
+            .output()
+            .ok()
+            .filter(|o| o.status.success() && !o.stdout.is_empty());
+        let files: Vec<PathBuf> = match listed {
+            Some(o) => o
+                .stdout
+                .split(|b| *b == 0)
+                .filter(|p| !p.is_empty())
+                .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned()))
+                .filter(|p| from.join(p).is_file())
+                .collect(),
+            // not a git checkout (a source archive): it holds no run's leftovers
+            None => walkdir::WalkDir::new(&from)
+                .into_iter()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_file())
+                .map(|e| e.path().strip_prefix(&from).unwrap().to_path_buf())
+                .collect(),
+        };
+        for rel in files {
+            assert!(
+                !rel.starts_with(".daydream"),
+                "examples/{name} ships a store: {}",
+                rel.display()
+            );
+            let dest = s.dir.path().join(&rel);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(from.join(&rel), dest).unwrap();
+        }
+        s
+    }
+
+    /// Points the `openrouter` provider at a mock server with a test key, through the
+    /// environment only, as a user would point a pipeline at any OpenAI-compatible server.
+    pub fn mock_env(&self, base_url: &str) {
+        self.set_env("OPENROUTER_BASE_URL", base_url);
+        self.set_env("OPENROUTER_API_KEY", "sk-test-SECRET-0123456789");
+    }
+
     /// Points the shipped `openrouter` provider at a mock server, with a test key and fast retries,
     /// and no spending question (the mock costs nothing; tests/money.rs tests the question).
     pub fn use_mock(&self, base_url: &str) {
-        self.set_env("OPENROUTER_BASE_URL", base_url);
-        self.set_env("OPENROUTER_API_KEY", "sk-test-SECRET-0123456789");
+        self.mock_env(base_url);
         self.edit(
             "pipeline.yaml",
             "  provider: auto\n",
@@ -211,6 +259,54 @@ impl Space {
         }
         out
     }
+}
+
+/// The files of docs/pipeline.md's "A pipeline from scratch": each code block, under the path
+/// that starts the paragraph before it (`` `templates/judge.txt`: ... ``).
+pub fn from_scratch_files() -> Vec<(String, String)> {
+    let doc = std::fs::read_to_string(repo().join("docs/pipeline.md")).unwrap();
+    let section = doc
+        .split("\n## A pipeline from scratch\n")
+        .nth(1)
+        .expect("the section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let mut files = Vec::new();
+    let mut named: Option<String> = None;
+    let mut lines = section.lines();
+    while let Some(line) = lines.next() {
+        if let Some(lang) = line.strip_prefix("```") {
+            let path = named
+                .take()
+                .unwrap_or_else(|| panic!("a ```{lang} block of the section names no file"));
+            let mut body = String::new();
+            for l in lines.by_ref().take_while(|l| *l != "```") {
+                body.push_str(l);
+                body.push('\n');
+            }
+            files.push((path, body));
+        } else if let Some(rest) = line.strip_prefix('`') {
+            named = Some(rest.split('`').next().unwrap().to_owned());
+        }
+    }
+    files
+}
+
+/// A CSV file of the project as rows of column -> cell.
+pub fn read_csv(s: &Space, rel: &str) -> Vec<BTreeMap<String, String>> {
+    let mut r = csv::Reader::from_path(s.path(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"));
+    let header = r.headers().unwrap().clone();
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap_or_else(|e| panic!("{rel}: {e}"));
+            header
+                .iter()
+                .map(str::to_owned)
+                .zip(rec.iter().map(str::to_owned))
+                .collect()
+        })
+        .collect()
 }
 
 /// The counts a `run` printed for a stage: (executed, reused, unchanged).
