@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::engine::fields::{FieldDoc, FieldType};
-use crate::engine::spec::{CONFIRM_ABOVE_USD, Registry, VERSION};
+use crate::engine::spec::{CONFIRM_ABOVE_USD, KEEP_VERSIONS, Registry, VERSION};
 
 fn field_schema(f: &FieldDoc) -> Value {
     let mut s = match f.ty {
@@ -85,7 +85,7 @@ pub fn schema(registry: &Registry) -> String {
     let schema = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "daydream pipeline.yaml",
-        "description": "A daydream pipeline: settings, providers and stages (docs/pipeline.md).",
+        "description": "A daydream pipeline: settings, providers, cache and stages (docs/pipeline.md).",
         "type": "object",
         "required": ["version", "stages"],
         "additionalProperties": false,
@@ -101,6 +101,35 @@ pub fn schema(registry: &Registry) -> String {
                 }
             },
             "providers": {"type": "object", "additionalProperties": provider},
+            "cache": {
+                "type": "object",
+                "additionalProperties": false,
+                "description": "where answers are shared (README: Working as a team), and how much history `daydream gc` keeps",
+                "properties": {
+                    "remote": {
+                        "description": "the remote answer cache: s3://BUCKET/PREFIX[?endpoint=URL&region=NAME&addressing=path|virtual&timeout=S] or file:///SHARED/DIR (DAYDREAM_REMOTE overrides; credentials come from the AWS environment)",
+                        "oneOf": [
+                            {"type": "string", "pattern": "^(s3|file)://"},
+                            {
+                                "type": "object",
+                                "required": ["url"],
+                                "additionalProperties": false,
+                                "properties": {
+                                    "url": {"type": "string", "pattern": "^(s3|file)://"},
+                                    "endpoint": {"type": "string"},
+                                    "region": {"type": "string"},
+                                    "addressing": {"enum": ["path", "virtual"]},
+                                    "allow_http": {"type": "boolean"},
+                                    "timeout": {"type": "number", "exclusiveMinimum": 0},
+                                    "connect_timeout": {"type": "number", "exclusiveMinimum": 0},
+                                    "retries": {"type": "integer", "minimum": 0, "maximum": 10}
+                                }
+                            }
+                        ]
+                    },
+                    "keep_versions": {"type": "integer", "minimum": 0, "maximum": 1000, "default": KEEP_VERSIONS, "description": "earlier versions of each output `daydream gc` keeps"}
+                }
+            },
             "stages": {
                 "type": "object",
                 "minProperties": 1,
