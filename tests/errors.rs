@@ -111,7 +111,7 @@ fn reference_to_a_stage_of_the_wrong_shape() {
             )
         },
         &[
-            "`concepts: llm_models` in stage `content_combinations` needs concepts (a `concepts` stage), but `llm_models` is a `table` stage, which does not offer it",
+            "`concepts: llm_models` in stage `content_combinations` needs what a `concepts` stage offers, but `llm_models` is a `table` stage, which does not offer it",
             "pipeline.yaml:63:15",
             "stages that do: concepts",
         ],

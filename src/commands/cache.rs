@@ -13,7 +13,7 @@ use crate::engine::diag::Diag;
 use crate::engine::fsutil::ProjectLock;
 use crate::engine::keys::{Hash, Manifest};
 use crate::engine::run::{Project, RunError};
-use crate::engine::store::{CallRow, Store};
+use crate::engine::store::CallRow;
 use crate::llm::record::CallRecord;
 use crate::llm::remote::{Remote, RemoteAnswer, Uploader};
 
@@ -60,12 +60,9 @@ pub fn cache(project: &Project, action: Action, out: &mut dyn Write) -> Result<i
     );
     // a command that writes the store holds the project lock, as a run does
     let (_lock, mut store) = if dry {
-        (None, Store::open_or_empty(&project.state_dir())?)
+        (None, project.open_store_or_empty()?)
     } else {
-        (
-            Some(ProjectLock::acquire(&project.state_dir())?),
-            Store::open(&project.state_dir())?,
-        )
+        (Some(ProjectLock::acquire(&project.state_dir())?), project.open_store()?)
     };
     let here: HashSet<Hash> = store.answer_keys()?.into_iter().collect();
     let there: HashSet<Hash> = rt

@@ -190,7 +190,7 @@ pub fn project(root: &std::path::Path) -> Result<Project, Diag> {
 /// A project and its store, for commands that only read: a missing store is read as empty.
 fn open(root: &std::path::Path) -> Result<(Project, Store), RunError> {
     let project = project(root)?;
-    let store = Store::open_or_empty(&project.state_dir())?;
+    let store = project.open_store_or_empty()?;
     Ok((project, store))
 }
 
@@ -295,7 +295,7 @@ fn dispatch(root: &std::path::Path, command: Command) -> Result<i32, RunError> {
         Command::Import { from, provider } => {
             let project = project(root)?;
             let _lock = ProjectLock::acquire(&project.state_dir())?;
-            let mut store = Store::open(&project.state_dir())?;
+            let mut store = project.open_store()?;
             let stages = super::import::import(&project, &mut store, &root.join(from), provider.as_deref())?;
             for s in &stages {
                 let _ = writeln!(
@@ -360,7 +360,7 @@ fn dispatch(root: &std::path::Path, command: Command) -> Result<i32, RunError> {
 fn clean(root: &std::path::Path, out: &mut dyn Write, stages: Vec<String>) -> Result<i32, RunError> {
     let project = project(root)?;
     let _lock = ProjectLock::acquire(&project.state_dir())?;
-    let mut store = Store::open(&project.state_dir())?;
+    let mut store = project.open_store()?;
     let p = project.pipeline()?;
     let names: Vec<String> = if stages.is_empty() {
         let kept: Vec<&str> = p
@@ -478,7 +478,7 @@ fn report(root: &std::path::Path, out: &mut dyn Write, output: Option<PathBuf>, 
         perfect_paths: table(4)?,
         links: links.clone(),
     };
-    let store = Store::open_or_empty(&project.state_dir())?;
+    let store = project.open_store_or_empty()?;
     let run = crate::kinds::report::run_summary(&store, &p, &spec.name)?;
     let page = crate::seed::report::render(&crate::seed::report::report_data(&inputs, run));
     let path = project.root.join(&links.page);

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 
 use crate::engine::fsutil::ProjectLock;
 use crate::engine::run::{self, ConfirmHook, Held, RunError, RunOptions, RunReport, StageHook, StageReport};
-use crate::engine::store::Store;
 
 fn plural(n: usize, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
@@ -120,12 +119,9 @@ pub fn run_command(root: &std::path::Path, opts: RunOptions) -> Result<i32, RunE
     project.pipeline()?;
     let (_lock, mut store) = if dry_run {
         // a dry run writes nothing, not even an empty store
-        (None, Store::open_or_empty(&project.state_dir())?)
+        (None, project.open_store_or_empty()?)
     } else {
-        (
-            Some(ProjectLock::acquire(&project.state_dir())?),
-            Store::open(&project.state_dir())?,
-        )
+        (Some(ProjectLock::acquire(&project.state_dir())?), project.open_store()?)
     };
     let report = run::run(&project, &mut store, &opts)?;
     printer.notes(&mut std::io::stdout().lock(), &report.notes);

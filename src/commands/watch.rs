@@ -23,7 +23,6 @@ use crate::engine::fsutil::ProjectLock;
 use crate::engine::kind::DeclKind;
 use crate::engine::run::{self as engine, Project, RunError, RunOptions, RunReport};
 use crate::engine::spec::STATE_DIR;
-use crate::engine::store::Store;
 
 /// How long a burst of saves may last to count as one change (watchexec also waits 50 ms; an
 /// editor's save, even by rename, lands within a few).
@@ -219,9 +218,9 @@ pub fn watch(
         Some(ProjectLock::acquire(&project.state_dir())?)
     };
     let mut store = if opts.dry_run {
-        Store::open_or_empty(&project.state_dir())?
+        project.open_store_or_empty()?
     } else {
-        Store::open(&project.state_dir())?
+        project.open_store()?
     };
     if !opts.dry_run {
         // we hold the lock: nothing else writes the store while we watch

@@ -38,23 +38,21 @@ pub enum Shape {
     PerRow,
     /// One CSV table written to a file (its artifact), with the columns of its rows.
     Table,
-    /// Concepts with descriptions at several levels (the DayDreaming `concepts` kind).
-    Concepts,
-    /// The seed's six summary tables (the DayDreaming `summaries` kind).
-    Summaries,
+    /// What only stages of the named kind offer (their value's data, which the reading kind
+    /// downcasts): a kind's own structure, such as concepts with their descriptions.
+    Of(&'static str),
     /// Any stage that writes files (a command stage's dependencies).
     Files,
 }
 
 impl Shape {
-    pub fn describe(self) -> &'static str {
+    pub fn describe(self) -> String {
         match self {
-            Shape::Rows => "rows (a table, a cross product, or a per-row stage)",
-            Shape::PerRow => "one text per row (a prompt, llm or parse stage)",
-            Shape::Table => "a CSV table (a cross product, collect, or combinations stage)",
-            Shape::Concepts => "concepts (a `concepts` stage)",
-            Shape::Summaries => "the seed's summary tables (a `summaries` stage)",
-            Shape::Files => "output files",
+            Shape::Rows => "rows (a table, a cross product, or a per-row stage)".into(),
+            Shape::PerRow => "one text per row (a prompt, llm or parse stage)".into(),
+            Shape::Table => "a CSV table (a cross product, collect, or combinations stage)".into(),
+            Shape::Of(kind) => format!("what a `{kind}` stage offers"),
+            Shape::Files => "output files".into(),
         }
     }
 }

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context;
+
 use super::cx::{ExecCx, PlanCx, RunState};
 use super::db::{Database, ProjectInput, StageName, pipeline, stage_value};
 use super::kind::{Artifact, Detail, Done, Planned, Value, Work};
@@ -51,6 +53,7 @@ pub struct Project {
     pub root: PathBuf,
     pub db: Database,
     input: ProjectInput,
+    registry: &'static Registry,
 }
 
 impl Project {
@@ -66,11 +69,34 @@ impl Project {
             root: root.to_path_buf(),
             db,
             input,
+            registry,
         })
     }
 
     pub fn state_dir(&self) -> PathBuf {
         self.root.join(STATE_DIR)
+    }
+
+    /// The project's store, made if missing, brought up to date by the registry's upgrades.
+    pub fn open_store(&self) -> anyhow::Result<Store> {
+        let mut store = Store::open(&self.state_dir())?;
+        self.upgrade(&mut store)?;
+        Ok(store)
+    }
+
+    /// The project's store if there is one, else an empty one in memory (commands that only
+    /// read, and dry runs, make nothing on disk).
+    pub fn open_store_or_empty(&self) -> anyhow::Result<Store> {
+        let mut store = Store::open_or_empty(&self.state_dir())?;
+        self.upgrade(&mut store)?;
+        Ok(store)
+    }
+
+    fn upgrade(&self, store: &mut Store) -> anyhow::Result<()> {
+        for upgrade in &self.registry.upgrades {
+            upgrade(store).with_context(|| format!("upgrading the store in {}", self.state_dir().display()))?;
+        }
+        Ok(())
     }
 
     pub fn pipeline(&self) -> Result<Arc<Pipeline>, Diag> {
@@ -317,18 +343,29 @@ pub fn run(project: &Project, store: &mut Store, opts: &RunOptions) -> Result<Ru
         phase(&format!("  value of {}", s.name));
     }
     for r in &opts.refresh {
+        let effectful: Vec<&str> = order
+            .iter()
+            .map(|&i| &pipeline.stages[i])
+            .filter(|s| s.stage.effectful())
+            .map(|s| s.name.as_str())
+            .collect();
+        let help = if effectful.is_empty() {
+            "no stage of this run has work with effects (calls, commands) to do again".to_owned()
+        } else {
+            format!("--refresh does again the work of: {}", effectful.join(", "))
+        };
         match order.iter().map(|&i| &pipeline.stages[i]).find(|s| &s.name == r) {
             Some(s) if s.stage.effectful() => {}
             Some(_) => {
                 return Err(
                     Diag::new(format!("--refresh {r}: `{r}` makes nothing that can be asked again"))
-                        .help("--refresh re-asks the calls of an llm stage (or re-runs a command stage)")
+                        .help(help)
                         .into(),
                 );
             }
             None => {
                 return Err(Diag::new(format!("--refresh {r}: no stage `{r}` in this run"))
-                    .help("name an llm or command stage of the pipeline (see `daydream dag`)")
+                    .help(help)
                     .into());
             }
         }

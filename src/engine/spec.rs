@@ -22,7 +22,13 @@ pub const VERSION: i64 = 2;
 /// The kinds a pipeline may use: the engine is given them, it does not know them.
 pub struct Registry {
     pub kinds: Vec<&'static dyn Kind>,
+    /// What each store is brought up to date with when opened (stores of earlier versions),
+    /// supplied by the layers that own the kinds of action they re-key.
+    pub upgrades: Vec<StoreUpgrade>,
 }
+
+/// One upgrade of a store written by an earlier version (see `Store::rekey_once`).
+pub type StoreUpgrade = fn(&mut super::store::Store) -> anyhow::Result<()>;
 
 impl Registry {
     pub fn get(&self, name: &str) -> Option<&'static dyn Kind> {

@@ -19,6 +19,8 @@ use crate::engine::keys::{FastMap, Hash, Manifest};
 mod shared;
 mod upgrade;
 
+pub use upgrade::Rekeyed;
+
 pub use shared::StoredAnswer;
 
 const SCHEMA_VERSION: i64 = 1;
@@ -229,17 +231,13 @@ impl Store {
                 path.display()
             ),
         }
-        let mut store = Store {
+        Ok(Store {
             conn,
             path,
             in_memory,
             session: None,
             checkpoint: None,
-        };
-        store
-            .key_calls_by_normalised_endpoint()
-            .with_context(|| format!("upgrading the store {}", store.path.display()))?;
-        Ok(store)
+        })
     }
 
     /// Starts reading, on a second connection and thread, what `prepare` reads of `stages`: their
@@ -475,19 +473,6 @@ impl Store {
     pub fn has_action(&self, key: &Hash) -> Result<bool> {
         let mut st = self.conn.prepare_cached("SELECT 1 FROM actions WHERE key=?1")?;
         Ok(st.query_row([&key.0[..]], |_| Ok(())).optional()?.is_some())
-    }
-
-    /// Every endpoint LLM answers are recorded under (`endpoint` of their manifests).
-    pub fn call_endpoints(&self) -> Result<Vec<String>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT DISTINCT json_extract(manifest, '$.params.endpoint') FROM actions WHERE kind=?1 ORDER BY 1",
-        )?;
-        let rows = st.query_map([crate::llm::provider::CALL_KIND], |r| r.get::<_, Option<String>>(0))?;
-        Ok(rows
-            .collect::<rusqlite::Result<Vec<_>>>()?
-            .into_iter()
-            .flatten()
-            .collect())
     }
 
     /// The call record kept with an LLM action.

@@ -67,7 +67,7 @@ impl Kind for CombinationsKind {
     }
 
     fn parse(&self, f: &mut Fields) -> Result<Arc<dyn Stage>, Diag> {
-        let concepts = f.stage_ref("concepts", Shape::Concepts)?;
+        let concepts = f.stage_ref("concepts", Shape::Of("concepts"))?;
         let k = f.int("k_max", 1, None)?;
         Ok(Arc::new(CombinationsStage {
             concepts,

@@ -60,7 +60,7 @@ impl Stage for ConceptsStage {
     }
 
     fn offers(&self) -> &'static [Shape] {
-        &[Shape::Rows, Shape::Concepts]
+        &[Shape::Rows, Shape::Of("concepts")]
     }
 
     /// The metadata and the level directories (not all of `descriptions`: an output may sit beside

@@ -552,7 +552,7 @@ impl Stage for LlmStage {
                         Some(g) => g.clone(),
                         None => {
                             let range = rule.score_range(cx, rows.id(r))?;
-                            let g = crate::llm::provider::score_grammar(range, max_tokens).map(Arc::from);
+                            let g = crate::seed::parsing::score_grammar(range, max_tokens).map(Arc::from);
                             by_range.insert(rule.range.clone(), g.clone());
                             g
                         }

@@ -36,5 +36,6 @@ pub fn registry() -> &'static Registry {
             &ledgers::LedgersKind,
             &report::ReportKind,
         ],
+        upgrades: vec![crate::llm::provider::upgrade_store],
     })
 }

@@ -71,7 +71,7 @@ impl Kind for ReportKind {
 
     fn parse(&self, f: &mut Fields) -> Result<Arc<dyn Stage>, Diag> {
         Ok(Arc::new(ReportStage {
-            summaries: f.stage_ref("summaries", Shape::Summaries)?,
+            summaries: f.stage_ref("summaries", Shape::Of("summaries"))?,
             scores: f.stage_ref("scores", Shape::Table)?,
             prompts: f.opt_stage_ref("prompts", Shape::PerRow)?,
             responses: f.opt_stage_ref("responses", Shape::PerRow)?,

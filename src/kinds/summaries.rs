@@ -191,7 +191,7 @@ impl Stage for SummariesStage {
     }
 
     fn offers(&self) -> &'static [Shape] {
-        &[Shape::Summaries]
+        &[Shape::Of("summaries")]
     }
 
     fn outputs(&self) -> Vec<Decl> {

@@ -217,6 +217,29 @@ impl Choice {
     }
 }
 
+/// Brings a store written before endpoints were normalised up to date, once: every answer
+/// recorded under an endpoint spelled otherwise than [`endpoint_identity`] spells it
+/// (`http://127.0.0.1:8080/v1/`) is also recorded under the normalised key, and the records of
+/// its files follow, so that no paid answer is asked again. The old actions stay, but for those
+/// whose URL held a password.
+pub fn upgrade_store(store: &mut crate::engine::store::Store) -> anyhow::Result<()> {
+    store.rekey_once("call_endpoints_normalised", CALL_KIND, &|m| {
+        let endpoint = m.params.get("endpoint").filter(|e| !e.starts_with("local:"))?;
+        let normal = endpoint_identity(endpoint);
+        if normal == *endpoint {
+            return None;
+        }
+        let mut manifest = m.clone();
+        manifest.params.insert("endpoint".into(), normal);
+        Some(crate::engine::store::Rekeyed {
+            manifest,
+            // a password has no business in the store
+            drop_old: crate::llm::secrets::without_userinfo(endpoint) != *endpoint,
+        })
+    })?;
+    Ok(())
+}
+
 /// The key of one chat completion.
 pub fn call_manifest(
     choice: &Choice,
@@ -256,7 +279,7 @@ pub fn endpoint_changed(
     }
     // as stored (the key is made of it), and as shown (an old store's spelling, normalised)
     let others: Vec<(String, String)> = store
-        .call_endpoints()?
+        .param_values(CALL_KIND, "endpoint")?
         .into_iter()
         .map(|e| {
             let shown = if e.starts_with("local:") {
@@ -295,61 +318,59 @@ pub fn endpoint_changed(
     )))
 }
 
-/// The grammar (llama.cpp's GBNF) the local model's answer to an evaluation is held to when its
-/// template's parser is `in_last_line`: one line of free text, then `SCORE: <n>` with `n` a whole
-/// number of the template's score range, which that parser always reads. The free line is short
-/// enough for the whole answer to fit in `max_tokens` (every token is at least one character), so
-/// the answer is never cut before its score. None when no range fits in `max_tokens`.
-pub fn score_grammar(range: crate::seed::parsing::ScoreRange, max_tokens: u64) -> Option<String> {
-    if range.max - range.min > 1000 {
-        return None;
-    }
-    let scores: Vec<String> = (range.min..=range.max).map(|n| format!("\"{n}\"")).collect();
-    let widest = range.max.to_string().len() as u64;
-    // a newline and `SCORE: ` are 8 characters
-    let free = max_tokens.checked_sub(8 + widest)?;
-    Some(format!(
-        "root ::= line \"\\nSCORE: \" score\nline ::= [^\\n]{{0,{free}}}\nscore ::= {}\n",
-        scores.join(" | ")
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::seed::parsing::{ScoreRange, ScoreStrategy, parse_score};
 
     #[test]
-    fn the_score_grammar_fits_in_max_tokens_and_ends_in_a_score_the_parser_reads() {
-        let range = ScoreRange { min: 0, max: 9 };
-        let g = score_grammar(range, 128).unwrap();
-        assert_eq!(
-            g,
-            "root ::= line \"\\nSCORE: \" score\nline ::= [^\\n]{0,119}\n\
-             score ::= \"0\" | \"1\" | \"2\" | \"3\" | \"4\" | \"5\" | \"6\" | \"7\" | \"8\" | \"9\"\n"
-        );
-        // the longest answer it allows, one character a token, is max_tokens long
-        let longest = format!("{}\nSCORE: 9", "x".repeat(119));
-        assert_eq!(longest.chars().count(), 128);
-        for score in 0..=9 {
-            for line in ["", "Score: 7/10 is what I would say", &"word ".repeat(23)] {
-                let answer = format!("{line}\nSCORE: {score}");
-                assert_eq!(
-                    parse_score(&answer, ScoreStrategy::InLastLine, range),
-                    Ok(score as f64),
-                    "{answer:?}"
-                );
-            }
-            // a free line that is a score line itself wins (the earliest exact line does): a score still
-            let answer = format!("SCORE: 3\nSCORE: {score}");
-            assert_eq!(parse_score(&answer, ScoreStrategy::InLastLine, range), Ok(3.0));
+    fn answers_keyed_by_an_unnormalised_endpoint_are_rekeyed_once_and_a_password_leaves() {
+        use crate::engine::keys::Hash;
+        use crate::engine::store::{CallRow, OutputRecord, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let call = |endpoint: &str| Manifest::new(CALL_KIND).param("endpoint", endpoint).param("model", "m");
+        let old = [
+            call("http://u:pw-123456@127.0.0.1:9/v1/"),
+            call("http://127.0.0.1:8/v1"),
+        ];
+        let mut s = Store::open(dir.path()).unwrap();
+        for (i, m) in old.iter().enumerate() {
+            let row = CallRow {
+                key: m.key(),
+                stage: "generation_response".into(),
+                task: format!("t{i}"),
+                status: "ok".into(),
+                manifest: m.clone(),
+                response: Some(format!("answer {i}")),
+                record: "{}".into(),
+            };
+            s.put_calls(&[row], false).unwrap();
+            let out = OutputRecord {
+                path: format!("r{i}.txt"),
+                stage: "generation_response".into(),
+                task: Some(format!("t{i}")),
+                key: m.key(),
+                hash: Hash::of(format!("answer {i}").as_bytes()),
+                size: 8,
+                mtime_ns: 1,
+            };
+            s.put_outputs([&out]).unwrap();
         }
-        let wide = score_grammar(ScoreRange { min: 1, max: 10 }, 64).unwrap();
-        assert!(
-            wide.contains("{0,54}") && wide.contains("\"1\" | ") && wide.ends_with("| \"10\"\n"),
-            "{wide}"
-        );
-        assert_eq!(score_grammar(range, 8), None);
+        upgrade_store(&mut s).unwrap();
+        let new = [call("http://localhost:9/v1"), call("http://localhost:8/v1")];
+        for (i, (o, n)) in old.iter().zip(&new).enumerate() {
+            let a = s.action(&n.key()).unwrap().expect("re-keyed");
+            assert_eq!(a.output, Hash::of(format!("answer {i}").as_bytes()));
+            assert_eq!(s.output(&format!("r{i}.txt")).unwrap().unwrap().key, n.key());
+            // the old row stays, unless its URL held a password
+            assert_eq!(s.has_action(&o.key()).unwrap(), i == 1);
+        }
+        let endpoints = s.param_values(CALL_KIND, "endpoint").unwrap();
+        assert!(!endpoints.iter().any(|e| e.contains("pw-123456")), "{endpoints:?}");
+        // once: a later old-style row is left as it is
+        s.put_actions("generation_response", [(&call("http://127.0.0.1:7/v1"), &b"x"[..])])
+            .unwrap();
+        upgrade_store(&mut s).unwrap();
+        assert!(!s.has_action(&call("http://localhost:7/v1").key()).unwrap());
     }
 
     #[test]

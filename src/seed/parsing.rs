@@ -511,6 +511,25 @@ pub fn essay(text: &str, strategy: EssayStrategy) -> (String, String) {
     }
 }
 
+/// The grammar (llama.cpp's GBNF) the local model's answer to an evaluation is held to when its
+/// template's parser is `in_last_line`: one line of free text, then `SCORE: <n>` with `n` a whole
+/// number of the template's score range, which that parser always reads. The free line is short
+/// enough for the whole answer to fit in `max_tokens` (every token is at least one character), so
+/// the answer is never cut before its score. None when no range fits in `max_tokens`.
+pub fn score_grammar(range: ScoreRange, max_tokens: u64) -> Option<String> {
+    if range.max - range.min > 1000 {
+        return None;
+    }
+    let scores: Vec<String> = (range.min..=range.max).map(|n| format!("\"{n}\"")).collect();
+    let widest = range.max.to_string().len() as u64;
+    // a newline and `SCORE: ` are 8 characters
+    let free = max_tokens.checked_sub(8 + widest)?;
+    Some(format!(
+        "root ::= line \"\\nSCORE: \" score\nline ::= [^\\n]{{0,{free}}}\nscore ::= {}\n",
+        scores.join(" | ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -563,5 +582,38 @@ mod tests {
                 )
             );
         }
+    }
+
+    #[test]
+    fn the_score_grammar_fits_in_max_tokens_and_ends_in_a_score_the_parser_reads() {
+        let range = ScoreRange { min: 0, max: 9 };
+        let g = score_grammar(range, 128).unwrap();
+        assert_eq!(
+            g,
+            "root ::= line \"\\nSCORE: \" score\nline ::= [^\\n]{0,119}\n\
+             score ::= \"0\" | \"1\" | \"2\" | \"3\" | \"4\" | \"5\" | \"6\" | \"7\" | \"8\" | \"9\"\n"
+        );
+        // the longest answer it allows, one character a token, is max_tokens long
+        let longest = format!("{}\nSCORE: 9", "x".repeat(119));
+        assert_eq!(longest.chars().count(), 128);
+        for score in 0..=9 {
+            for line in ["", "Score: 7/10 is what I would say", &"word ".repeat(23)] {
+                let answer = format!("{line}\nSCORE: {score}");
+                assert_eq!(
+                    parse_score(&answer, ScoreStrategy::InLastLine, range),
+                    Ok(score as f64),
+                    "{answer:?}"
+                );
+            }
+            // a free line that is a score line itself wins (the earliest exact line does): a score still
+            let answer = format!("SCORE: 3\nSCORE: {score}");
+            assert_eq!(parse_score(&answer, ScoreStrategy::InLastLine, range), Ok(3.0));
+        }
+        let wide = score_grammar(ScoreRange { min: 1, max: 10 }, 64).unwrap();
+        assert!(
+            wide.contains("{0,54}") && wide.contains("\"1\" | ") && wide.ends_with("| \"10\"\n"),
+            "{wide}"
+        );
+        assert_eq!(score_grammar(range, 8), None);
     }
 }
