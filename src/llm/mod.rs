@@ -11,4 +11,5 @@ pub mod provider;
 pub mod record;
 pub mod remote;
 pub mod secrets;
+pub mod session;
 pub mod shared;
