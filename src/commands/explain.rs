@@ -346,6 +346,15 @@ impl std::fmt::Display for Explanation {
             Status::Stale { changed } => {
                 writeln!(f, "  status   stale")?;
                 for c in changed {
+                    if c.old.is_some() && c.old == c.new {
+                        writeln!(
+                            f,
+                            "    input {} is read from {} now (its content is the same)",
+                            c.input,
+                            c.path.as_deref().unwrap_or("elsewhere")
+                        )?;
+                        continue;
+                    }
                     writeln!(
                         f,
                         "    input {}{} changed {} -> {}",

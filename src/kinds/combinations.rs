@@ -147,7 +147,7 @@ impl Stage for CombinationsStage {
             items.push(minijinja::Value::from(obj));
             inputs.push(Input {
                 name: format!("concept:{}.name", r.id),
-                path: None,
+                path: Some(c.metadata_path.clone()),
                 hash: r.name_hash,
             });
             inputs.push(Input {
