@@ -46,3 +46,22 @@ fn ci_runs_the_readme_test_command() {
         ".ci/run must run `{test_cmd}`"
     );
 }
+
+#[test]
+fn the_readme_excerpt_of_a_pipeline_is_the_tested_one_of_the_docs() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/pipeline.md")).unwrap();
+    let marker = "# an excerpt of docs/pipeline.md's \"A pipeline from scratch\"";
+    let start = readme.find(marker).expect("the README shows the excerpt");
+    let block = &readme[start..];
+    let block = &block[block.find('\n').unwrap() + 1..block.find("```").unwrap()];
+    let scratch = &doc[doc.find("## A pipeline from scratch").unwrap()..];
+    // every line of the excerpt is a line of the docs' pipeline, in the same order
+    let mut rest = scratch;
+    for line in block.lines().filter(|l| !l.trim().is_empty()) {
+        let at = rest
+            .find(&format!("\n{line}\n"))
+            .unwrap_or_else(|| panic!("README line {line:?} is not (in order) in docs/pipeline.md's pipeline"));
+        rest = &rest[at + line.len()..];
+    }
+}

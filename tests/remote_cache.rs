@@ -87,7 +87,7 @@ fn a_colleague_sharing_the_bucket_pays_for_nothing_and_gets_the_same_outputs() {
         r.stdout
     );
     assert!(
-        r.stdout.contains("answers fetched, no request made for them"),
+        r.stdout.contains("10 answers fetched, no request made for them"),
         "{}",
         r.stdout
     );
@@ -281,7 +281,7 @@ fn a_corrupt_answer_in_the_remote_is_not_trusted_and_is_replaced() {
         "{}",
         r.stderr
     );
-    assert!(r.stdout.contains("1 corrupt objects ignored"), "{}", r.stdout);
+    assert!(r.stdout.contains("1 corrupt object ignored"), "{}", r.stdout);
     // the answers are the same (the tables of the re-asked call hold its own time and latency)
     let answers = |s: &Space| -> BTreeMap<String, Vec<u8>> {
         outputs(s)

@@ -183,7 +183,7 @@ impl SharedCache {
                 parts.push(format!("{} already there", report.present));
             }
             if report.packs > 0 {
-                parts.push(format!("{} packs written", report.packs));
+                parts.push(format!("{} written", plural(report.packs, "pack")));
             }
             if !parts.is_empty() {
                 notes.push(format!("remote cache {}: {}", self.url, parts.join(", ")));
@@ -193,22 +193,25 @@ impl SharedCache {
         store.mark_shared(&self.url, &held)?;
         if self.fetched > 0 {
             notes.push(format!(
-                "remote cache {}: {} answers fetched, no request made for them",
-                self.url, self.fetched
+                "remote cache {}: {} fetched, no request made for them",
+                self.url,
+                plural(self.fetched, "answer")
             ));
         }
         let missing = store.unshared(&self.url)?.len();
         if missing > 0 {
             notes.push(format!(
-                "remote cache {}: {missing} answers not uploaded ({}); the next run uploads them",
+                "remote cache {}: {} not uploaded ({}); the next run uploads them",
                 self.url,
+                plural(missing, "answer"),
                 why.as_deref().unwrap_or("not tried")
             ));
         }
         if self.corrupt > 0 {
             notes.push(format!(
-                "remote cache {}: {} corrupt objects ignored (their calls were made)",
-                self.url, self.corrupt
+                "remote cache {}: {} ignored (their calls were made)",
+                self.url,
+                plural(self.corrupt, "corrupt object")
             ));
         }
         Ok(notes)
@@ -327,4 +330,8 @@ pub fn holds(config: &RemoteConfig, keys: &[Hash]) -> Result<(HashSet<Hash>, Opt
         Ok(held) => (held, None),
         Err(e) => (HashSet::new(), Some(e.to_string())),
     })
+}
+
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
