@@ -1005,3 +1005,35 @@ fn a_system_prompt_is_sent_first_and_is_part_of_the_key() {
     s.ok(&["run"]);
     assert_eq!(by_model(&mock.requests()).get("vendor/a"), Some(&5));
 }
+
+#[test]
+fn a_damaged_store_says_what_to_do_and_doing_it_pays_nothing_again() {
+    let mock = MockServer::start(Reply::echo);
+    let s = small(&mock, &["vendor/a"], 4);
+    s.ok(&["run"]);
+    let paid = mock.count();
+    std::fs::write(
+        s.path(".daydream/store.db"),
+        "not a database at all, but long enough to be read",
+    )
+    .unwrap();
+    for f in ["store.db-wal", "store.db-shm"] {
+        let _ = std::fs::remove_file(s.path(&format!(".daydream/{f}")));
+    }
+    let data = s.snapshot("data");
+    let err = s.fails(&["run"], 1);
+    assert!(
+        err.contains("is damaged") && err.contains("mv .daydream .daydream.damaged"),
+        "{err}"
+    );
+    assert!(err.contains("daydream import ."), "{err}");
+    assert_eq!(s.snapshot("data"), data, "nothing under data/ was touched");
+    // what it says to do
+    std::fs::rename(s.path(".daydream"), s.path(".daydream.damaged")).unwrap();
+    let imported = s.ok(&["import", "."]);
+    assert!(imported.contains("adopted"), "{imported}");
+    mock.clear();
+    let out = s.ok(&["run"]);
+    assert_eq!(mock.count(), 0, "paid again after the advice:\n{out}");
+    assert!(paid > 0);
+}

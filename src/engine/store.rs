@@ -154,7 +154,7 @@ impl Store {
         std::fs::create_dir_all(state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
         let path = state_dir.join("store.db");
         let conn = Connection::open(&path).with_context(|| format!("opening the store {}", path.display()))?;
-        Store::init(conn, path, false)
+        Store::init(conn, path.clone(), false).map_err(|e| damaged(&path, e))
     }
 
     /// The store when there is one, else an empty one in memory: for commands that only read
@@ -723,6 +723,29 @@ impl Store {
              AND hash NOT IN (SELECT output FROM superseded)", [])?;
         Ok(n)
     }
+}
+
+/// A store SQLite cannot read (not a database, or corrupt) is named with what to do: the files
+/// under data/ are not touched by it, and `import` adopts the answers they hold.
+fn damaged(path: &Path, e: anyhow::Error) -> anyhow::Error {
+    let broken = e.chain().any(|c| {
+        c.downcast_ref::<rusqlite::Error>().is_some_and(|r| {
+            matches!(
+                r.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+            )
+        })
+    });
+    if !broken {
+        return e;
+    }
+    anyhow::anyhow!(
+        "the store {} is damaged ({e:#}); the files under data/ are as they were. To go on: move it away \
+         (`mv .daydream .daydream.damaged`), run `daydream import .` to adopt the LLM answers the files under data/ \
+         hold (so they are not paid for again; a remote cache, if you use one, also gives them back), then \
+         `daydream run`",
+        path.display()
+    )
 }
 
 /// What `Store::prefetch` read: per stage, its actions (key -> output) and its output records.
