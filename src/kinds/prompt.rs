@@ -439,11 +439,12 @@ impl Stage for PromptStage {
             &diag,
         )?;
         let head = KeyHead::new(&template_manifest(self.undefined, file, &text));
-        let mut cache: HashMap<Vec<u32>, Hash> = HashMap::new();
+        // rows that read the same cells and looked-up rows share a key: one row stands for each
+        let mut first_of: HashMap<Vec<u32>, u32> = HashMap::new();
+        let mut distinct: Vec<u32> = Vec::new();
         let mut part_rows = Vec::new();
-        let mut keys = Vec::new();
+        let mut which = Vec::new();
         for r in (0..rows.len()).filter(|&r| templates.of_row[r] == t) {
-            // rows that read the same cells and looked-up rows share a key
             let sig: Vec<u32> = used
                 .iter()
                 .map(|v| {
@@ -456,20 +457,35 @@ impl Stage for PromptStage {
                     }
                 })
                 .collect();
-            let key = match cache.get(&sig) {
-                Some(k) => *k,
-                None => {
-                    let inputs = self
-                        .row_inputs(&rows, r, &used, &bound, &|_| None, &diag)?
-                        .expect("no lookup waits for the run here");
-                    let k = head.key([&KeyHead::part(&inputs)[..]]);
-                    cache.insert(sig, k);
-                    k
-                }
-            };
+            let n = distinct.len() as u32;
+            let d = *first_of.entry(sig).or_insert_with(|| {
+                distinct.push(r as u32);
+                n
+            });
             part_rows.push(r as u32);
-            keys.push(key);
+            which.push(d);
         }
+        // the keys of the distinct rows, on every core (each is a serialization and a hash)
+        let key_of = |r: u32| -> Result<Hash, Diag> {
+            let inputs = self
+                .row_inputs(&rows, r as usize, &used, &bound, &|_| None, &diag)?
+                .expect("no lookup waits for the run here");
+            Ok(head.key([&KeyHead::part(&inputs)[..]]))
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+        let chunk = distinct.len().div_ceil(threads).max(1024);
+        let distinct_keys: Vec<Hash> = std::thread::scope(|scope| {
+            let handles: Vec<_> = distinct
+                .chunks(chunk)
+                .map(|rs| scope.spawn(|| rs.iter().map(|&r| key_of(r)).collect::<Result<Vec<Hash>, Diag>>()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a key thread does not panic"))
+                .collect::<Result<Vec<Vec<Hash>>, Diag>>()
+                .map(|v| v.into_iter().flatten().collect())
+        })?;
+        let keys: Vec<Hash> = which.iter().map(|&d| distinct_keys[d as usize]).collect();
         Ok(Data::new(Arc::new(TemplatePart {
             path: file.to_owned(),
             text,
