@@ -126,6 +126,10 @@ pub fn run_command(root: &std::path::Path, opts: RunOptions) -> Result<i32, RunE
     let report = run::run(&project, &mut store, &opts)?;
     printer.notes(&mut std::io::stdout().lock(), &report.notes);
     printer.tail(&mut std::io::stdout().lock(), &report, dry_run);
+    drop(store);
+    // the process ends right after: freeing every table and prompt key the plan holds one by
+    // one is ~5% of a no-op run at 100k tasks, for memory the exit returns at once
+    std::mem::forget(project);
     Ok(
         if report.failed() > 0 || report.stopped.is_some() || report.held.is_some() {
             1

@@ -29,6 +29,14 @@ impl Column {
         }
     }
 
+    /// A column of distinct ids, sharing their texts.
+    pub fn of_ids(ids: &[Arc<str>]) -> Column {
+        Column {
+            values: ids.iter().cloned().collect(),
+            codes: (0..ids.len() as u32).collect(),
+        }
+    }
+
     /// A column from texts that repeat: each distinct text stored once.
     pub fn from_texts<'a>(texts: impl IntoIterator<Item = &'a str>) -> Column {
         let mut values: Vec<Arc<str>> = Vec::new();
@@ -66,7 +74,7 @@ pub struct Rows {
     pub ids: Vec<Arc<str>>,
     /// Where each row came from, for messages: the file and the line of each row.
     pub origin: Option<(String, Arc<[u32]>)>,
-    index: OnceLock<HashMap<Arc<str>, u32>>,
+    index: OnceLock<crate::engine::keys::FastMap<Arc<str>, u32>>,
 }
 
 impl PartialEq for Rows {
@@ -121,7 +129,7 @@ impl Rows {
     pub fn find(&self, id: &str) -> Option<usize> {
         self.index
             .get_or_init(|| {
-                let mut m = HashMap::with_capacity(self.ids.len());
+                let mut m = crate::engine::keys::FastMap::with_capacity_and_hasher(self.ids.len(), Default::default());
                 for (i, id) in self.ids.iter().enumerate() {
                     m.entry(id.clone()).or_insert(i as u32);
                 }
@@ -260,11 +268,28 @@ impl Format {
 
     /// The text with every hole filled by `fill`.
     pub fn render<'a>(&self, mut fill: impl FnMut(&str) -> &'a str) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(64);
         for p in &self.pieces {
             match p {
                 Piece::Text(t) => out.push_str(t),
                 Piece::Hole(h) => out.push_str(fill(h)),
+            }
+        }
+        out
+    }
+
+    /// The text with each hole filled by `fill` of its position among `holes()`: for callers
+    /// that resolved the holes once and render many rows.
+    pub fn render_at<'a>(&self, mut fill: impl FnMut(usize) -> &'a str) -> String {
+        let mut out = String::with_capacity(64);
+        let mut hole = 0;
+        for p in &self.pieces {
+            match p {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Hole(_) => {
+                    out.push_str(fill(hole));
+                    hole += 1;
+                }
             }
         }
         out

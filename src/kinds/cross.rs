@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::engine::cx::{ComputeCx, PlanCx, ValueCx};
 use crate::engine::diag::Diag;
 use crate::engine::fields::{FieldDoc, FieldType, Fields, maybe, opt, req};
-use crate::engine::keys::{Input, Manifest};
+use crate::engine::keys::{FastMap, Input, Manifest};
 use crate::engine::kind::{Artifact, Computed, Decl, Kind, Planned, Ref, Shape, Stage, Value, Work, value_hash};
 use crate::engine::rows::{Column, Format, Rows, replicate_id};
 use crate::engine::table::write_csv;
@@ -307,12 +307,7 @@ impl CrossStage {
             }
         };
         let base_ids: Vec<String> = (0..total)
-            .map(|row| {
-                self.id.0.render(|h| {
-                    let src = &id_sources.iter().find(|(n, _)| n == h).expect("resolved").1;
-                    cell(src, row)
-                })
-            })
+            .map(|row| self.id.0.render_at(|h| cell(&id_sources[h].1, row)))
             .collect();
         for (row, id) in base_ids.iter().enumerate() {
             if valid_id(id) {
@@ -363,7 +358,7 @@ impl CrossStage {
                 )
                 .help(id_grammar()));
         }
-        let mut seen = std::collections::HashMap::with_capacity(total);
+        let mut seen = FastMap::with_capacity_and_hasher(total, Default::default());
         for (row, id) in base_ids.iter().enumerate() {
             if let Some(first) = seen.insert(id.as_str(), row) {
                 return Err(cx
@@ -382,14 +377,18 @@ impl CrossStage {
         drop(seen);
         let reps = self.replicates;
         let expand = |row: usize| (0..reps).map(move |r| (row, r + 1));
-        let ids: Vec<Arc<str>> = (0..total)
-            .flat_map(expand)
-            .map(|(row, r)| Arc::from(replicate_id(&base_ids[row], r, reps)))
-            .collect();
+        let ids: Vec<Arc<str>> = if reps <= 1 {
+            base_ids.iter().map(|id| Arc::from(id.as_str())).collect()
+        } else {
+            (0..total)
+                .flat_map(expand)
+                .map(|(row, r)| Arc::from(replicate_id(&base_ids[row], r, reps)))
+                .collect()
+        };
         let columns: Vec<Column> = col_sources
             .iter()
             .map(|src| match src {
-                Source::Id => Column::distinct(ids.iter().map(|i| i.to_string()).collect()),
+                Source::Id => Column::of_ids(&ids),
                 Source::Replicate => Column::from_texts(
                     (0..total)
                         .flat_map(expand)
@@ -398,7 +397,7 @@ impl CrossStage {
                 Source::AxisId(a) => {
                     let r = &picked[*a].0;
                     let picks: Vec<u32> = (0..total).flat_map(expand).map(|(row, _)| index[*a][row]).collect();
-                    Column::pick(&Column::distinct(r.ids.iter().map(|i| i.to_string()).collect()), &picks)
+                    Column::pick(&Column::of_ids(&r.ids), &picks)
                 }
                 Source::AxisColumn(a, col) => {
                     let r = &picked[*a].0;

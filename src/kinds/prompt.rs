@@ -6,7 +6,7 @@
 //! one key. When nothing the prompts read waits for the run, the keys are computed with salsa,
 //! one part per template file, so an edit to one template re-plans only its prompts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use crate::engine::cx::{ComputeCx, PlanCx, ValueCx};
 use crate::engine::diag::Diag;
 use crate::engine::fields::{FieldDoc, FieldType, Fields, maybe, opt, req};
-use crate::engine::keys::{Hash, Input, KeyHead, Manifest};
+use crate::engine::keys::{FastMap, Hash, Input, KeyHead, Manifest};
 use crate::engine::kind::{
     Artifact, Computed, Data, Decl, DeclKind, Done, Kind, Planned, Ref, Shape, Stage, Value, Work,
 };
@@ -179,11 +179,24 @@ impl PromptStage {
             })
             .collect::<Result<_, Diag>>()?;
         let mut paths: Vec<String> = Vec::new();
-        let mut by_codes: HashMap<Vec<u32>, u32> = HashMap::new();
+        // a row's template is named by the codes of its cells in the holes' columns (a format has
+        // one or two holes; more share the last slot's hash, which only costs a second look)
+        let mut by_codes: FastMap<[u32; 4], Vec<(Vec<u32>, u32)>> = FastMap::default();
         let mut of_row = Vec::with_capacity(rows.len());
         for r in 0..rows.len() {
-            let codes: Vec<u32> = cols.iter().map(|(_, c)| rows.columns[*c].codes[r]).collect();
-            if let Some(&t) = by_codes.get(&codes) {
+            let mut short = [u32::MAX; 4];
+            for (i, (_, c)) in cols.iter().enumerate() {
+                let code = rows.columns[*c].codes[r];
+                short[i.min(3)] = if i < 3 {
+                    code
+                } else {
+                    short[3].wrapping_mul(31).wrapping_add(code)
+                };
+            }
+            let codes = || -> Vec<u32> { cols.iter().map(|(_, c)| rows.columns[*c].codes[r]).collect() };
+            if let Some(seen) = by_codes.get(&short)
+                && let Some(&(_, t)) = seen.iter().find(|(k, _)| cols.len() <= 3 || *k == codes())
+            {
                 of_row.push(t);
                 continue;
             }
@@ -208,7 +221,7 @@ impl PromptStage {
                     (paths.len() - 1) as u32
                 }
             };
-            by_codes.insert(codes, t);
+            by_codes.entry(short).or_default().push((codes(), t));
             of_row.push(t);
         }
         Ok(RowTemplates { paths, of_row })
@@ -440,7 +453,7 @@ impl Stage for PromptStage {
         )?;
         let head = KeyHead::new(&template_manifest(self.undefined, file, &text));
         // rows that read the same cells and looked-up rows share a key: one row stands for each
-        let mut first_of: HashMap<Vec<u32>, u32> = HashMap::new();
+        let mut first_of: FastMap<Vec<u32>, u32> = FastMap::default();
         let mut distinct: Vec<u32> = Vec::new();
         let mut part_rows = Vec::new();
         let mut which = Vec::new();
