@@ -467,16 +467,23 @@ impl PartialEq for dyn Stage {
 
 /// Hashes any value whose `Hash` impl is structural: the content hash of in-memory values.
 pub fn value_hash<T: std::hash::Hash + ?Sized>(v: &T) -> Hash {
-    struct B(blake3::Hasher);
+    // `Hash` writes a few bytes at a time (a u32, a str): gathered into a buffer first, as
+    // blake3's update has a cost per call; the hash of the stream is the same however cut
+    struct B(blake3::Hasher, Vec<u8>);
     impl std::hash::Hasher for B {
         fn finish(&self) -> u64 {
             unreachable!("only finalize is used")
         }
         fn write(&mut self, bytes: &[u8]) {
-            self.0.update(bytes);
+            self.1.extend_from_slice(bytes);
+            if self.1.len() >= 1 << 16 {
+                self.0.update(&self.1);
+                self.1.clear();
+            }
         }
     }
-    let mut h = B(blake3::Hasher::new());
+    let mut h = B(blake3::Hasher::new(), Vec::with_capacity(1 << 17));
     v.hash(&mut h);
+    h.0.update(&h.1);
     Hash(*h.0.finalize().as_bytes())
 }

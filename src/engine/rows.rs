@@ -5,7 +5,6 @@
 //! Also the small expression language stages use to name things in rows: `column`,
 //! `axis.column`, and id formats such as `{combo.combo_id}_{template.template_id}`.
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 /// One column: each row's index into the distinct values.
@@ -40,7 +39,7 @@ impl Column {
     /// A column from texts that repeat: each distinct text stored once.
     pub fn from_texts<'a>(texts: impl IntoIterator<Item = &'a str>) -> Column {
         let mut values: Vec<Arc<str>> = Vec::new();
-        let mut seen: HashMap<&'a str, u32> = HashMap::new();
+        let mut seen: crate::engine::keys::FastMap<&'a str, u32> = Default::default();
         let codes = texts
             .into_iter()
             .map(|t| {

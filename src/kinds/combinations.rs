@@ -127,7 +127,7 @@ impl Stage for CombinationsStage {
         Ok(Value {
             rows: Some(Arc::new(rows)),
             summary: c.summary(),
-            data: Some(Data::new(c)),
+            data: Some(Data::new(CombosValue::new(c))),
         })
     }
 
@@ -135,26 +135,14 @@ impl Stage for CombinationsStage {
         if name != "concepts" {
             return None;
         }
-        let c: &Combos = value.data()?;
-        let combo = c.combos.get(row)?;
-        let mut items = Vec::new();
-        let mut inputs = Vec::new();
+        let v: &CombosValue = value.data()?;
+        let combo = v.combos.combos.get(row)?;
+        let mut items = Vec::with_capacity(combo.members.len());
+        let mut inputs = Vec::with_capacity(2 * combo.members.len());
         for &m in &combo.members {
-            let r = &c.concepts[m as usize];
-            let mut obj = std::collections::BTreeMap::new();
-            obj.insert("name", minijinja::Value::from(r.name.clone()));
-            obj.insert("content", minijinja::Value::from(r.content.clone()));
-            items.push(minijinja::Value::from(obj));
-            inputs.push(Input {
-                name: format!("concept:{}.name", r.id),
-                path: Some(c.metadata_path.clone()),
-                hash: r.name_hash,
-            });
-            inputs.push(Input {
-                name: format!("concept:{}.content", r.id),
-                path: Some(r.source.clone()),
-                hash: r.content_hash,
-            });
+            let (item, of) = &v.concepts[m as usize];
+            items.push(item.clone());
+            inputs.extend(of.iter().cloned());
         }
         Some(Field {
             value: minijinja::Value::from(items),
@@ -163,7 +151,7 @@ impl Stage for CombinationsStage {
     }
 
     fn plan(&self, cx: &PlanCx) -> Result<Planned, Diag> {
-        let c: &Combos = cx.value.data().expect("combinations");
+        let c = &cx.value.data::<CombosValue>().expect("combinations").combos;
         let head = |what: &str, hash| {
             Manifest::new("combinations")
                 .param("table", what)
@@ -197,13 +185,56 @@ impl Stage for CombinationsStage {
     }
 
     fn compute(&self, cx: &mut ComputeCx, _a: &Artifact) -> Result<Computed> {
-        let c: &Combos = cx.value.data().expect("combinations");
+        let c = &cx.value.data::<CombosValue>().expect("combinations").combos;
         Ok(Computed::of(c.csv.as_bytes()))
     }
 
     fn merge(&self, cx: &mut ComputeCx, a: &Artifact, existing: Option<&str>) -> Result<Option<String>> {
-        let c: &Combos = cx.value.data().expect("combinations");
+        let c = &cx.value.data::<CombosValue>().expect("combinations").combos;
         let new = combos::extend_registry(&a.path, existing, c, &crate::engine::clock::now_local_seconds())?;
         Ok(new.or_else(|| existing.map(str::to_owned)))
+    }
+}
+
+/// The combinations, with what a lookup of `concepts` gives for each concept (its object for
+/// the template, its key inputs) made once, not once per prompt.
+#[derive(Debug)]
+struct CombosValue {
+    combos: Combos,
+    concepts: Vec<(minijinja::Value, [Input; 2])>,
+}
+
+impl CombosValue {
+    fn new(combos: Combos) -> CombosValue {
+        let concepts = combos
+            .concepts
+            .iter()
+            .map(|r| {
+                let mut obj = std::collections::BTreeMap::new();
+                obj.insert("name", minijinja::Value::from(r.name.clone()));
+                obj.insert("content", minijinja::Value::from(r.content.clone()));
+                let inputs = [
+                    Input {
+                        name: format!("concept:{}.name", r.id),
+                        path: Some(combos.metadata_path.clone()),
+                        hash: r.name_hash,
+                    },
+                    Input {
+                        name: format!("concept:{}.content", r.id),
+                        path: Some(r.source.clone()),
+                        hash: r.content_hash,
+                    },
+                ];
+                (minijinja::Value::from(obj), inputs)
+            })
+            .collect();
+        CombosValue { combos, concepts }
+    }
+}
+
+/// Equal when the combinations are: the rest is made from them.
+impl PartialEq for CombosValue {
+    fn eq(&self, o: &CombosValue) -> bool {
+        self.combos == o.combos
     }
 }
