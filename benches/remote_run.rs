@@ -22,6 +22,8 @@
 //! - `DAYDREAM_BENCH_LATENCY_MS=1000` the mock's latency in the throughput runs
 //! - `DAYDREAM_BENCH_REPS=3`          repetitions of each measurement
 //! - `DAYDREAM_BENCH_PARTS=clone,throughput`  which parts to run
+//! - `DAYDREAM_BENCH_MATERIALIZE=1`   write the prompt and answer files as a user's project does
+//!   (by default they stay in the store: ~1 ms per file on this VM would measure the file system)
 //! - `DAYDREAM_BENCH_VERBOSE=1`       print the output of each timed run
 //! - `DAYDREAM_BENCH_BIN=/path`       measure another daydream binary
 //!

@@ -75,7 +75,9 @@ fn replace_once(s: &str, from: &str, to: &str) -> String {
 /// A project whose `generation_response` stage makes C(concepts, 3) calls with at most
 /// `in_flight` in flight (the provider's `max_in_flight`), with no pacing to speak of. Prompts
 /// and answers stay in the store (`materialize: false`): writing ~10k files costs ~1 ms each on
-/// this VM and would measure the file system rather than the remote cache.
+/// this VM and would measure the file system rather than the remote cache;
+/// `DAYDREAM_BENCH_MATERIALIZE=1` keeps the pipeline's default (the files written), as a user's
+/// project has it.
 pub fn make_project(dir: &Path, concepts: usize, in_flight: usize) {
     let w = |path: PathBuf, text: &str| std::fs::write(&path, text).expect("writing the project");
     std::fs::copy(repo().join("pipeline.yaml"), dir.join("pipeline.yaml")).expect("copying pipeline.yaml");
@@ -128,7 +130,12 @@ pub fn make_project(dir: &Path, concepts: usize, in_flight: usize) {
         "    requests_per_minute: 600\n",
         "    requests_per_minute: 100000000\n",
     );
-    for stage in ["generation_prompt", "generation_response"] {
+    let stages: &[&str] = if std::env::var_os("DAYDREAM_BENCH_MATERIALIZE").is_some() {
+        &[]
+    } else {
+        &["generation_prompt", "generation_response"]
+    };
+    for stage in stages {
         let head = format!("\n  {stage}:\n");
         y = replace_once(&y, &head, &format!("{head}    materialize: false\n"));
     }
