@@ -27,7 +27,7 @@ pub enum Action {
 const CONCURRENCY: usize = 32;
 
 /// The remote this project uses, or the error saying how to set one.
-fn configured(project: &Project) -> Result<RemoteConfig, RunError> {
+pub(crate) fn configured(project: &Project) -> Result<RemoteConfig, RunError> {
     let pipeline = project.pipeline()?;
     let env = crate::llm::provider::Env::load(&project.root);
     let chosen = RemoteConfig::chosen(pipeline.cache.remote.as_ref(), |k| env.get(k))
@@ -201,7 +201,7 @@ fn adopted(a: &RemoteAnswer, url: &str) -> Option<CallRow> {
     })
 }
 
-fn human_bytes(n: usize) -> String {
+pub(crate) fn human_bytes(n: usize) -> String {
     match n {
         n if n >= 1 << 30 => format!("{:.1} GB", n as f64 / (1u64 << 30) as f64),
         n if n >= 1 << 20 => format!("{:.1} MB", n as f64 / (1u64 << 20) as f64),

@@ -89,6 +89,28 @@ enum Command {
         /// Stages to clean (default: all)
         stages: Vec<String>,
     },
+    /// Shrink the store: remove old prompt and table versions no current output needs (the last
+    /// cache.keep_versions of each output stay, so reverting a recent edit restores without recomputing),
+    /// and records of files long gone; paid LLM answers stay unless --answers is given
+    #[command(
+        after_help = "Call records (the cost ledger) are never removed. With --answers, the content of answers \
+                      the remote answer cache holds goes (a run fetches them back without a call); with \
+                      --answers --force, every answer's content goes, and a run that needs one pays again."
+    )]
+    Gc {
+        /// Print what would be removed and the bytes it would free; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Earlier versions kept per output, for this collection (default: pipeline.yaml cache.keep_versions, 3)
+        #[arg(long, value_name = "N")]
+        keep: Option<u32>,
+        /// Also remove the content of paid answers the remote answer cache already holds
+        #[arg(long)]
+        answers: bool,
+        /// With --answers: remove every paid answer's content, also those no remote holds
+        #[arg(long, requires = "answers")]
+        force: bool,
+    },
     /// Print the stage graph
     Dag {
         /// Graphviz dot format
@@ -271,6 +293,20 @@ fn dispatch(root: &std::path::Path, command: Command) -> Result<i32, RunError> {
             Ok(0)
         }
         Command::Clean { stages } => clean(root, &mut out, stages),
+        Command::Gc {
+            dry_run,
+            keep,
+            answers,
+            force,
+        } => {
+            let args = super::gc::Args {
+                dry_run,
+                keep,
+                answers,
+                force,
+            };
+            super::gc::gc(&project(root)?, args, &mut out)
+        }
         // a relative FILE is relative to -C DIR, like every path daydream reads
         Command::ParseScore { strategy, range, file } if file.as_os_str() != "-" => {
             parse_score(&mut out, &strategy, &range, &root.join(file))

@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod cli;
 pub mod explain;
+pub mod gc;
 pub mod import;
 pub mod rebuild;
 pub mod run;

@@ -23,6 +23,7 @@ use crate::engine::fsutil::ProjectLock;
 use crate::engine::kind::DeclKind;
 use crate::engine::run::{self as engine, Project, RunError, RunOptions, RunReport};
 use crate::engine::spec::STATE_DIR;
+use crate::engine::store::AnswersGc;
 
 /// How long a burst of saves may last to count as one change (watchexec also waits 50 ms; an
 /// editor's save, even by rename, lands within a few).
@@ -258,13 +259,22 @@ pub fn watch(
 
     let mut first = true;
     let mut announced = 0;
+    // a change that arrived while collecting garbage, to act on first
+    let pending = std::cell::RefCell::new(None);
+    let mut rebuilds = 0usize;
     loop {
         // run (the first time), or wait for a change that changes some input's content
         let changed: Vec<String> = if first {
             first = false;
             Vec::new()
         } else {
-            let Ok(batch) = rx.recv() else { return Ok(0) };
+            let batch = match pending.borrow_mut().take() {
+                Some(batch) => batch,
+                None => {
+                    let Ok(batch) = rx.recv() else { return Ok(0) };
+                    batch
+                }
+            };
             let events = match batch {
                 Ok(events) => events,
                 Err(errors) => {
@@ -344,6 +354,39 @@ pub fn watch(
             );
         }
         let _ = out.flush();
+        rebuilds += 1;
+        if !opts.dry_run && rebuilds.is_multiple_of(gc_every()) {
+            // between rebuilds, stopping as soon as a change arrives (it is handled next)
+            let stop = || match rx.try_recv() {
+                Ok(batch) => {
+                    *pending.borrow_mut() = Some(batch);
+                    true
+                }
+                Err(_) => false,
+            };
+            match super::gc::collect(&project, &mut store, None, AnswersGc::Keep, false, false, &stop) {
+                Ok(r) if r.versions() > 0 && std::env::var_os("DAYDREAM_TIMING").is_some() => {
+                    eprintln!("gc: {} old versions removed", r.versions())
+                }
+                Ok(_) => {}
+                Err(RunError::Config(d)) => eprintln!("warning: collecting the store's garbage: {d}"),
+                Err(RunError::Failed(e)) => eprintln!("warning: collecting the store's garbage failed: {e:#}"),
+            }
+        }
+    }
+}
+
+/// Watch mode collects the store's garbage after every this many rebuilds (DAYDREAM_GC_EVERY
+/// overrides; 0 never): often enough that a long session's store stays within a few versions
+/// of each output, rarely enough that the plan it takes costs little beside the rebuilds.
+fn gc_every() -> usize {
+    match std::env::var("DAYDREAM_GC_EVERY")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+    {
+        Some(0) => usize::MAX,
+        Some(n) => n,
+        None => 5,
     }
 }
 

@@ -16,8 +16,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::engine::keys::{FastMap, Hash, Manifest};
 
+mod gc;
 mod shared;
 mod upgrade;
+
+pub use gc::{AnswersGc, GcOptions, GcReport};
 
 pub use upgrade::Rekeyed;
 
@@ -171,7 +174,9 @@ impl Store {
     fn init(conn: Connection, path: PathBuf, in_memory: bool) -> Result<Store> {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
+            // a new store gives freed pages back (`gc`); an existing one is converted by `gc`
+            "PRAGMA auto_vacuum=INCREMENTAL;
+             PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
              PRAGMA mmap_size=1073741824;
              PRAGMA wal_autocheckpoint=10000;

@@ -1,0 +1,361 @@
+//! Garbage collection of the store (`daydream gc`, and watch mode between rebuilds): removes
+//! what no current output, no recent version and no paid answer needs, then gives the space back.
+//!
+//! What is current comes from the caller, who plans the pipeline as `run --dry-run` does and
+//! hands over every key the plan names, per stage. This is the only robust source: a prompt stage
+//! with `materialize: false` keeps its prompts in the store only, so the `outputs` table does not
+//! name them, and only the plan knows which of them the pipeline reads now.
+//!
+//! Recent versions: each time an output is made anew, its stage writes a new action. So per
+//! stage, with `n` current keys, the `keep × n` most recently written actions that are not
+//! current are kept (written order is the rowid order: `INSERT OR REPLACE` gives a new rowid).
+//! An edit that rewrites every output of a stage adds `n` of them, so the last `keep` versions
+//! of each output are there and reverting a recent edit restores without recomputing; the
+//! store holds at most `keep + 1` versions of each stage's outputs however long a session is.
+//! This needs no kind's knowledge and no history table.
+//!
+//! Never removed: an action some call record names, or an old answer in `superseded` (paid
+//! answers: the rule is kind-agnostic, "an action that has a call record is paid"), unless the
+//! caller asks for answers (`--answers`): then the actions of answers a remote holds (or all,
+//! forced) go, with their content unless something kept names it. Call records are never
+//! removed: they are the cost ledger and the key a run uses to fetch the answer back.
+//!
+//! Deletions run in bounded transactions, each a consistent store (a `kill -9` between two leaves
+//! fewer versions, never a dangling record), and the caller may stop between two (watch mode
+//! stops when a change arrives). Space goes back to the file by incremental vacuum in bounded
+//! steps, then a checkpoint truncates the write-ahead log.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use rusqlite::{OptionalExtension, params};
+
+use super::Store;
+use crate::engine::keys::Hash;
+
+/// Which answers a collection removes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AnswersGc {
+    /// None (the default).
+    Keep,
+    /// Those the remote with this URL is known to hold (the `shared` table).
+    Shared(String),
+    /// All of them (`--force`).
+    All,
+}
+
+pub struct GcOptions<'a> {
+    /// Per stage of the pipeline: the keys its plan names now.
+    pub current: &'a HashMap<String, Vec<Hash>>,
+    /// Earlier versions kept per output, besides the current one.
+    pub keep: u32,
+    pub answers: AnswersGc,
+    pub dry_run: bool,
+    /// Convert a store made before incremental vacuum (a full `VACUUM`, as long as the store is
+    /// big). Watch mode does not: freed pages are reused by later writes all the same.
+    pub convert: bool,
+    /// The project root: records of files of stages no longer in the pipeline go once the file
+    /// is gone.
+    pub root: &'a Path,
+}
+
+/// What one stage loses.
+#[derive(Clone, Debug, Default)]
+pub struct StageGc {
+    pub stage: String,
+    pub versions: usize,
+    pub bytes: u64,
+}
+
+/// What a collection removed (or, dry, would remove).
+#[derive(Clone, Debug, Default)]
+pub struct GcReport {
+    /// Old versions no current output needs, per stage (stages with none left out).
+    pub stages: Vec<StageGc>,
+    pub answers_removed: usize,
+    pub answers_bytes: u64,
+    /// Paid answers the store keeps (after the collection).
+    pub answers_kept: usize,
+    /// Records of files of stages no longer in the pipeline, whose file is gone.
+    pub lost_records: usize,
+    /// Blobs nothing named even before (left by `clean`, say).
+    pub loose_blobs: usize,
+    pub loose_bytes: u64,
+    /// The database file (and its log) before and after.
+    pub file_before: u64,
+    pub file_after: u64,
+    /// The store was converted to incremental vacuum (a one-time full `VACUUM`).
+    pub converted: bool,
+    /// Stopped early by the caller: the rest is for the next collection.
+    pub interrupted: bool,
+}
+
+impl GcReport {
+    pub fn versions(&self) -> usize {
+        self.stages.iter().map(|s| s.versions).sum()
+    }
+    pub fn bytes(&self) -> u64 {
+        self.stages.iter().map(|s| s.bytes).sum::<u64>() + self.answers_bytes + self.loose_bytes
+    }
+}
+
+/// Actions deleted per transaction: small enough that a rebuild waiting for the store waits
+/// little, large enough that the commits' syncs do not dominate.
+const BATCH: usize = 2000;
+/// Pages given back per incremental vacuum step (4 MB of 4 KB pages).
+const VACUUM_PAGES: i64 = 1024;
+
+/// Paid actions: a call record names them, or they are an old answer kept in `superseded`.
+const PAID: &str = "(key IN (SELECT key FROM calls) OR key IN (SELECT key FROM superseded))";
+
+/// Blobs that nothing kept names: no action outside `gc_drop`, no record, no superseded answer.
+/// A dropped answer's content goes even if a file record names it (the file holds it, the remote
+/// too); any other record keeps its blob.
+const UNNEEDED: &str = "hash NOT IN (SELECT output FROM actions WHERE key NOT IN (SELECT key FROM temp.gc_drop)) \
+     AND hash NOT IN (SELECT output FROM superseded) \
+     AND (hash NOT IN (SELECT hash FROM outputs) \
+          OR hash IN (SELECT a.output FROM actions a JOIN temp.gc_drop d ON a.key=d.key WHERE d.answer=1))";
+
+impl Store {
+    /// Collects the store's garbage (see the module doc). `stop` is asked between transactions;
+    /// when it says so, the collection ends there (a consistent store, less collected).
+    pub fn gc(&mut self, opts: &GcOptions<'_>, stop: &dyn Fn() -> bool) -> Result<GcReport> {
+        let mut report = GcReport {
+            file_before: self.file_size(),
+            ..Default::default()
+        };
+        self.mark_drops(opts)
+            .context("choosing what the store can do without")?;
+        self.measure(&mut report)?;
+        report.lost_records = self.lost_records(opts)?.len();
+        if !opts.dry_run {
+            self.forget_cache();
+            report.interrupted = self.delete_drops(opts, stop)?;
+            if !report.interrupted {
+                self.reclaim(&mut report, opts.convert, stop)?;
+            }
+        }
+        report.answers_kept = self
+            .conn
+            .query_row(&format!("SELECT count(*) FROM actions WHERE {PAID}"), [], |r| {
+                r.get::<_, i64>(0)
+            })? as usize;
+        if opts.dry_run {
+            report.answers_kept -= report.answers_removed;
+        }
+        self.conn.execute_batch("DROP TABLE IF EXISTS temp.gc_drop;")?;
+        report.file_after = self.file_size();
+        Ok(report)
+    }
+
+    fn file_size(&self) -> u64 {
+        let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        len(&self.path) + len(Path::new(&wal))
+    }
+
+    /// Fills `temp.gc_drop` with the actions to delete (a temporary table: a dry run writes
+    /// nothing to the store's file).
+    fn mark_drops(&mut self, opts: &GcOptions<'_>) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute_batch(
+            "DROP TABLE IF EXISTS temp.gc_current; DROP TABLE IF EXISTS temp.gc_drop;
+             CREATE TEMP TABLE gc_current(stage TEXT NOT NULL, key BLOB NOT NULL, PRIMARY KEY(stage, key)) WITHOUT ROWID;
+             CREATE TEMP TABLE gc_drop(key BLOB PRIMARY KEY, stage TEXT NOT NULL, answer INTEGER NOT NULL) WITHOUT ROWID;",
+        )?;
+        {
+            let mut ins = tx.prepare("INSERT OR IGNORE INTO temp.gc_current(stage, key) VALUES(?1, ?2)")?;
+            for (stage, keys) in opts.current {
+                for k in keys {
+                    ins.execute(params![stage, &k.0[..]])?;
+                }
+            }
+        }
+        // old versions: per stage, all but the `keep × n` most recent non-current ones
+        tx.execute(
+            &format!(
+                "INSERT OR IGNORE INTO temp.gc_drop(key, stage, answer)
+                 SELECT key, stage, 0 FROM (
+                   SELECT a.key, a.stage, ROW_NUMBER() OVER (PARTITION BY a.stage ORDER BY a.rowid DESC) AS rn
+                   FROM actions a
+                   WHERE NOT {PAID}
+                     AND a.key NOT IN (SELECT key FROM temp.gc_current)
+                     AND a.key NOT IN (SELECT key FROM outputs)) v
+                 WHERE v.rn > ?1 * (SELECT count(*) FROM temp.gc_current c WHERE c.stage = v.stage)"
+            ),
+            [i64::from(opts.keep)],
+        )?;
+        match &opts.answers {
+            AnswersGc::Keep => {}
+            AnswersGc::Shared(remote) => {
+                let has_shared = tx
+                    .query_row(
+                        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='shared'",
+                        [],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some();
+                if has_shared {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO temp.gc_drop(key, stage, answer)
+                         SELECT key, stage, 1 FROM actions WHERE key IN (SELECT key FROM calls)
+                           AND key IN (SELECT key FROM shared WHERE remote=?1)",
+                        [remote],
+                    )?;
+                }
+            }
+            AnswersGc::All => {
+                tx.execute(
+                    "INSERT OR REPLACE INTO temp.gc_drop(key, stage, answer)
+                     SELECT key, stage, 1 FROM actions WHERE key IN (SELECT key FROM calls)",
+                    [],
+                )?;
+            }
+        }
+        tx.execute_batch("DROP TABLE temp.gc_current;")?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Counts what the drops free: per stage, the answers, and blobs nothing named before.
+    fn measure(&self, report: &mut GcReport) -> Result<()> {
+        // each freed blob is counted once, with the first dropped action (by stage) naming it
+        let mut st = self.conn.prepare(&format!(
+            "SELECT d.stage, d.answer, count(DISTINCT d.key),
+                    coalesce((SELECT sum(length(b.data)) FROM blobs b WHERE b.hash IN
+                      (SELECT a.output FROM actions a JOIN temp.gc_drop e ON a.key=e.key
+                       WHERE e.stage=d.stage AND e.answer=d.answer) AND {UNNEEDED}), 0)
+             FROM temp.gc_drop d GROUP BY d.stage, d.answer ORDER BY d.stage"
+        ))?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (stage, answer, n, bytes) = row?;
+            if answer == 1 {
+                report.answers_removed += n as usize;
+                report.answers_bytes += bytes as u64;
+            } else {
+                report.stages.push(StageGc {
+                    stage,
+                    versions: n as usize,
+                    bytes: bytes as u64,
+                });
+            }
+        }
+        let (n, bytes): (i64, i64) = self.conn.query_row(
+            "SELECT count(*), coalesce(sum(length(data)), 0) FROM blobs
+             WHERE hash NOT IN (SELECT output FROM actions) AND hash NOT IN (SELECT hash FROM outputs)
+               AND hash NOT IN (SELECT output FROM superseded)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        report.loose_blobs = n as usize;
+        report.loose_bytes = bytes as u64;
+        Ok(())
+    }
+
+    /// Records of files of stages the pipeline no longer has, whose file is gone.
+    fn lost_records(&self, opts: &GcOptions<'_>) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare("SELECT path, stage FROM outputs")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut lost = Vec::new();
+        for row in rows {
+            let (path, stage) = row?;
+            if !opts.current.contains_key(&stage) && !opts.root.join(&path).exists() {
+                lost.push(path);
+            }
+        }
+        Ok(lost)
+    }
+
+    /// Deletes the marked actions and the blobs only they named, in bounded transactions.
+    /// True when `stop` ended it early.
+    fn delete_drops(&mut self, opts: &GcOptions<'_>, stop: &dyn Fn() -> bool) -> Result<bool> {
+        let lost = self.lost_records(opts)?;
+        if !lost.is_empty() {
+            let tx = self.conn.transaction()?;
+            {
+                let mut del = tx.prepare("DELETE FROM outputs WHERE path=?1")?;
+                for p in &lost {
+                    del.execute([p])?;
+                }
+            }
+            tx.commit()?;
+        }
+        loop {
+            if stop() {
+                return Ok(true);
+            }
+            let tx = self.conn.transaction()?;
+            let keys: Vec<Vec<u8>> = {
+                let mut st = tx.prepare("SELECT key FROM temp.gc_drop LIMIT ?1")?;
+                st.query_map([BATCH as i64], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            if keys.is_empty() {
+                tx.commit()?;
+                break;
+            }
+            tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS gc_batch(key BLOB PRIMARY KEY) WITHOUT ROWID; DELETE FROM temp.gc_batch;")?;
+            {
+                let mut ins = tx.prepare("INSERT INTO temp.gc_batch(key) VALUES(?1)")?;
+                for k in &keys {
+                    ins.execute([k])?;
+                }
+            }
+            // the blobs these actions name, unless something kept names them too
+            tx.execute(
+                &format!(
+                    "DELETE FROM blobs WHERE hash IN (SELECT a.output FROM actions a JOIN temp.gc_batch b ON a.key=b.key)
+                     AND {UNNEEDED}"
+                ),
+                [],
+            )?;
+            tx.execute("DELETE FROM actions WHERE key IN (SELECT key FROM temp.gc_batch)", [])?;
+            tx.execute(
+                "DELETE FROM temp.gc_drop WHERE key IN (SELECT key FROM temp.gc_batch)",
+                [],
+            )?;
+            tx.commit().context("committing a step of the collection")?;
+        }
+        self.collect_garbage()?;
+        self.conn.execute_batch("DROP TABLE IF EXISTS temp.gc_batch;")?;
+        Ok(false)
+    }
+
+    /// Gives freed pages back to the file system: converts the store to incremental vacuum once
+    /// (a full `VACUUM`: it rewrites the file, the one step whose length grows with the store),
+    /// then frees pages in bounded steps, then truncates the log.
+    fn reclaim(&mut self, report: &mut GcReport, convert: bool, stop: &dyn Fn() -> bool) -> Result<()> {
+        let mode: i64 = self.conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+        if mode != 2 && !convert {
+            return Ok(());
+        }
+        if mode != 2 {
+            self.conn
+                .execute_batch("PRAGMA auto_vacuum=INCREMENTAL; VACUUM;")
+                .context("converting the store to incremental vacuum (VACUUM)")?;
+            report.converted = true;
+        }
+        loop {
+            let free: i64 = self.conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+            if free == 0 || stop() {
+                break;
+            }
+            self.conn
+                .execute_batch(&format!("PRAGMA incremental_vacuum({VACUUM_PAGES});"))?;
+        }
+        // a busy reader (a checkpoint in the background) only leaves the log longer this time
+        let _ = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        Ok(())
+    }
+}
