@@ -41,7 +41,8 @@ fn two_templates(s: &Space) {
     );
 }
 
-/// Edit number `i` of the template: each makes 25 new prompts.
+/// Edit number `i` of the template: each makes 25 new prompts, 5 distinct ones (the five
+/// generation models of a combination share one prompt): 5 new versions in the store.
 fn edit(s: &Space, i: usize) {
     let text = s.read(TEMPLATE);
     let base = text.split("\n<!-- edit").next().unwrap().to_owned();
@@ -68,10 +69,11 @@ fn gc_frees_old_prompt_versions_and_keeps_the_last_k() {
     }
     let before = rows(&s);
     let out = s.ok(&["gc"]);
-    // 5 edits made 5 x 25 versions beside the current 50: with keep 2, 2 x 50 of them stay
-    assert!(out.contains("generation_prompt: removed 25 old versions"), "{out}");
+    // 50 prompts are 10 distinct ones; 5 edits made 5 x 5 versions beside the current 10: with
+    // keep 2, the 2 x 10 most recent stay (edits 1 to 4), the original's 5 go
+    assert!(out.contains("generation_prompt: removed 5 old versions"), "{out}");
     let after = rows(&s);
-    assert_eq!(before["actions"] - after["actions"], 25, "{before:?} {after:?}");
+    assert_eq!(before["actions"] - after["actions"], 5, "{before:?} {after:?}");
     assert!(after["blobs"] < before["blobs"], "{before:?} {after:?}");
     // the current state: nothing to do
     let run = s.ok(&["run"]);
@@ -95,7 +97,7 @@ fn keep_zero_keeps_only_what_the_pipeline_reads_and_a_run_after_it_does_nothing(
     }
     let before = std::fs::metadata(s.path(".daydream/store.db")).unwrap().len();
     let out = s.ok(&["gc", "--keep", "0"]);
-    assert!(out.contains("removed 75 old versions"), "{out}");
+    assert!(out.contains("removed 15 old versions"), "{out}");
     assert!(
         out.contains("converted to incremental vacuum") || out.contains("freed"),
         "{out}"
@@ -125,7 +127,7 @@ fn dry_run_changes_nothing() {
     let bytes = std::fs::read(s.path(".daydream/store.db")).unwrap();
     let before = rows(&s);
     let out = s.ok(&["gc", "--dry-run", "--keep", "0"]);
-    assert!(out.contains("would remove 25 old versions"), "{out}");
+    assert!(out.contains("would remove 5 old versions"), "{out}");
     assert!(out.contains("nothing was changed"), "{out}");
     assert_eq!(rows(&s), before);
     assert!(
@@ -265,12 +267,14 @@ fn watch_mode_collects_between_rebuilds() {
         &s.read("pipeline.yaml")
             .replace("\nstages:\n", "\ncache:\n  keep_versions: 1\n\nstages:\n"),
     );
-    let mut child = s
-        .command(&["run", "--watch"])
-        .env("DAYDREAM_GC_EVERY", "1")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let _child = Killed(
+        s.command(&["run", "--watch"])
+            .env("DAYDREAM_GC_EVERY", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let actions = |s: &Space| -> i64 {
         store(s)
             .query_row(
@@ -287,17 +291,25 @@ fn watch_mode_collects_between_rebuilds() {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     };
-    wait(&|| s.path("data/3_generation/generation_prompts").exists() && actions(&s) >= 25);
+    wait(&|| s.path("data/3_generation/generation_prompts").exists() && actions(&s) >= 10);
     for i in 1..=6 {
         edit(&s, i);
         wait(&|| s.read(&first_prompt(&s)).contains(&format!("edit {i} -->")));
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
-    // the current 25 and 1 earlier version of each: at most 50 (6 edits made 175)
-    wait(&|| actions(&s) <= 50);
-    let _ = child.kill();
-    let _ = child.wait();
+    // the current 10 distinct prompts and 1 earlier version of each: at most 20 (6 edits made 40)
+    wait(&|| actions(&s) <= 20);
     assert!(db_size(&s.path("")) > 0);
+}
+
+/// A child process killed when the test ends, passed or failed.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn first_prompt(s: &Space) -> String {

@@ -173,10 +173,15 @@ impl Store {
 
     fn init(conn: Connection, path: PathBuf, in_memory: bool) -> Result<Store> {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // a new store gives freed pages back (`gc`); an existing one is converted by `gc`. Only
+        // when new: on an existing file the pragma rewrites its header, and commands that only
+        // read (`status`, `--dry-run`) must leave the file as it was
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        if pages == 0 {
+            conn.execute_batch("PRAGMA auto_vacuum=INCREMENTAL;")?;
+        }
         conn.execute_batch(
-            // a new store gives freed pages back (`gc`); an existing one is converted by `gc`
-            "PRAGMA auto_vacuum=INCREMENTAL;
-             PRAGMA journal_mode=WAL;
+            "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
              PRAGMA mmap_size=1073741824;
              PRAGMA wal_autocheckpoint=10000;
