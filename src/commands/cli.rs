@@ -89,9 +89,10 @@ enum Command {
         /// Stages to clean (default: all)
         stages: Vec<String>,
     },
-    /// Shrink the store: remove old prompt and table versions no current output needs (the last
-    /// cache.keep_versions of each output stay, so reverting a recent edit restores without recomputing),
-    /// and records of files long gone; paid LLM answers stay unless --answers is given
+    /// Shrink the store: remove old prompt and table versions no current output needs (per stage, the
+    /// most recent old versions stay, cache.keep_versions times as many as the stage has outputs, so
+    /// reverting a recent edit restores without recomputing), and records of files long gone; paid
+    /// LLM answers stay unless --answers is given
     #[command(
         after_help = "Call records (the cost ledger) are never removed. With --answers, the content of answers \
                       the remote answer cache holds goes (a run fetches them back without a call); with \
@@ -101,7 +102,8 @@ enum Command {
         /// Print what would be removed and the bytes it would free; change nothing
         #[arg(long)]
         dry_run: bool,
-        /// Earlier versions kept per output, for this collection (default: pipeline.yaml cache.keep_versions, 3)
+        /// Old versions kept per stage, in multiples of its outputs, for this collection (default:
+        /// pipeline.yaml cache.keep_versions, 1)
         #[arg(long, value_name = "N")]
         keep: Option<u32>,
         /// Also remove the content of paid answers the remote answer cache already holds

@@ -262,6 +262,8 @@ pub fn watch(
     // a change that arrived while collecting garbage, to act on first
     let pending = std::cell::RefCell::new(None);
     let mut rebuilds = 0usize;
+    // a collection is due every gc_every() rebuilds, and stays due until one ends uninterrupted
+    let mut gc_due = false;
     loop {
         // run (the first time), or wait for a change that changes some input's content
         let changed: Vec<String> = if first {
@@ -355,7 +357,8 @@ pub fn watch(
         }
         let _ = out.flush();
         rebuilds += 1;
-        if !opts.dry_run && rebuilds.is_multiple_of(gc_every()) {
+        gc_due |= rebuilds.is_multiple_of(gc_every());
+        if !opts.dry_run && gc_due {
             // between rebuilds, stopping as soon as a change arrives (it is handled next)
             let stop = || match rx.try_recv() {
                 Ok(batch) => {
@@ -365,12 +368,19 @@ pub fn watch(
                 Err(_) => false,
             };
             match super::gc::collect(&project, &mut store, None, AnswersGc::Keep, false, false, &stop) {
-                Ok(r) if r.versions() > 0 && std::env::var_os("DAYDREAM_TIMING").is_some() => {
-                    eprintln!("gc: {} old versions removed", r.versions())
+                Ok(r) => {
+                    gc_due = r.interrupted;
+                    if r.versions() > 0 && std::env::var_os("DAYDREAM_TIMING").is_some() {
+                        eprintln!("gc: {} old versions removed", r.versions())
+                    }
                 }
-                Ok(_) => {}
-                Err(RunError::Config(d)) => eprintln!("warning: collecting the store's garbage: {d}"),
-                Err(RunError::Failed(e)) => eprintln!("warning: collecting the store's garbage failed: {e:#}"),
+                Err(e) => {
+                    gc_due = false;
+                    match e {
+                        RunError::Config(d) => eprintln!("warning: collecting the store's garbage: {d}"),
+                        RunError::Failed(e) => eprintln!("warning: collecting the store's garbage failed: {e:#}"),
+                    }
+                }
             }
         }
     }

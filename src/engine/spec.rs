@@ -80,7 +80,7 @@ pub struct CacheSettings {
 }
 
 /// The default of `cache.keep_versions`.
-pub const KEEP_VERSIONS: u32 = 3;
+pub const KEEP_VERSIONS: u32 = 1;
 
 /// The default of `settings.confirm_above_usd`: a few dollars.
 pub const CONFIRM_ABOVE_USD: f64 = 5.0;

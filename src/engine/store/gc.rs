@@ -52,8 +52,10 @@ pub struct GcOptions<'a> {
     pub keep: u32,
     pub answers: AnswersGc,
     pub dry_run: bool,
-    /// Convert a store made before incremental vacuum (a full `VACUUM`, as long as the store is
-    /// big). Watch mode does not: freed pages are reused by later writes all the same.
+    /// The explicit command: also converts a store made before incremental vacuum (a full
+    /// `VACUUM`, as long as the store is big) and sweeps contents nothing names (left by `clean`,
+    /// or by a collection stopped between its steps), which reads the whole blob table. Watch mode
+    /// does neither: freed pages are reused by later writes all the same.
     pub convert: bool,
     /// The project root: records of files of stages no longer in the pipeline go once the file
     /// is gone.
@@ -109,14 +111,6 @@ const VACUUM_PAGES: i64 = 1024;
 /// Paid actions: a call record names them, or they are an old answer kept in `superseded`.
 const PAID: &str = "(key IN (SELECT key FROM calls) OR key IN (SELECT key FROM superseded))";
 
-/// Blobs that nothing kept names: no action outside `gc_drop`, no record, no superseded answer.
-/// A dropped answer's content goes even if a file record names it (the file holds it, the remote
-/// too); any other record keeps its blob.
-const UNNEEDED: &str = "hash NOT IN (SELECT output FROM actions WHERE key NOT IN (SELECT key FROM temp.gc_drop)) \
-     AND hash NOT IN (SELECT output FROM superseded) \
-     AND (hash NOT IN (SELECT hash FROM outputs) \
-          OR hash IN (SELECT a.output FROM actions a JOIN temp.gc_drop d ON a.key=d.key WHERE d.answer=1))";
-
 impl Store {
     /// Collects the store's garbage (see the module doc). `stop` is asked between transactions;
     /// when it says so, the collection ends there (a consistent store, less collected).
@@ -127,7 +121,7 @@ impl Store {
         };
         self.mark_drops(opts)
             .context("choosing what the store can do without")?;
-        self.measure(&mut report)?;
+        self.measure(&mut report, opts.convert)?;
         report.lost_records = self.lost_records(opts)?.len();
         if !opts.dry_run {
             self.forget_cache();
@@ -144,7 +138,8 @@ impl Store {
         if opts.dry_run {
             report.answers_kept -= report.answers_removed;
         }
-        self.conn.execute_batch("DROP TABLE IF EXISTS temp.gc_drop;")?;
+        self.conn
+            .execute_batch("DROP TABLE IF EXISTS temp.gc_drop; DROP TABLE IF EXISTS temp.gc_blobs;")?;
         report.file_after = self.file_size();
         Ok(report)
     }
@@ -173,18 +168,23 @@ impl Store {
                 }
             }
         }
-        // old versions: per stage, all but the `keep × n` most recent non-current ones
+        // old versions: per stage, all but the `keep × n` most recent non-current ones. Every
+        // set is a temporary table made once, so the statement is one pass over `actions`
+        tx.execute_batch(
+            "CREATE TEMP TABLE gc_n AS SELECT stage, count(*) AS n FROM temp.gc_current GROUP BY stage;
+             CREATE TEMP TABLE gc_keep(key BLOB PRIMARY KEY) WITHOUT ROWID;
+             INSERT OR IGNORE INTO temp.gc_keep SELECT key FROM temp.gc_current;
+             INSERT OR IGNORE INTO temp.gc_keep SELECT key FROM outputs;
+             INSERT OR IGNORE INTO temp.gc_keep SELECT key FROM calls;
+             INSERT OR IGNORE INTO temp.gc_keep SELECT key FROM superseded;",
+        )?;
         tx.execute(
-            &format!(
-                "INSERT OR IGNORE INTO temp.gc_drop(key, stage, answer)
-                 SELECT key, stage, 0 FROM (
-                   SELECT a.key, a.stage, ROW_NUMBER() OVER (PARTITION BY a.stage ORDER BY a.rowid DESC) AS rn
-                   FROM actions a
-                   WHERE NOT {PAID}
-                     AND a.key NOT IN (SELECT key FROM temp.gc_current)
-                     AND a.key NOT IN (SELECT key FROM outputs)) v
-                 WHERE v.rn > ?1 * (SELECT count(*) FROM temp.gc_current c WHERE c.stage = v.stage)"
-            ),
+            "INSERT OR IGNORE INTO temp.gc_drop(key, stage, answer)
+             SELECT v.key, v.stage, 0 FROM (
+               SELECT a.key, a.stage, ROW_NUMBER() OVER (PARTITION BY a.stage ORDER BY a.rowid DESC) AS rn
+               FROM actions a WHERE a.key NOT IN (SELECT key FROM temp.gc_keep)) v
+             LEFT JOIN temp.gc_n n ON n.stage = v.stage
+             WHERE v.rn > ?1 * coalesce(n.n, 0)",
             [i64::from(opts.keep)],
         )?;
         match &opts.answers {
@@ -215,51 +215,71 @@ impl Store {
                 )?;
             }
         }
-        tx.execute_batch("DROP TABLE temp.gc_current;")?;
+        // the contents only dropped actions name: not a kept action, not an old answer in
+        // `superseded`, not a file record (unless it is a dropped answer's: the file, and the
+        // remote, hold it). Each is counted for the first stage (by name) dropping it.
+        tx.execute_batch(
+            "DROP TABLE IF EXISTS temp.gc_blobs;
+             CREATE TEMP TABLE gc_blobs(hash BLOB PRIMARY KEY, stage TEXT NOT NULL, answer INTEGER NOT NULL) WITHOUT ROWID;
+             INSERT INTO temp.gc_blobs(hash, stage, answer)
+               SELECT a.output, min(d.stage), max(d.answer) FROM actions a JOIN temp.gc_drop d ON a.key = d.key
+               GROUP BY a.output;
+             DELETE FROM temp.gc_blobs WHERE hash IN
+               (SELECT output FROM actions WHERE key NOT IN (SELECT key FROM temp.gc_drop));
+             DELETE FROM temp.gc_blobs WHERE hash IN (SELECT output FROM superseded);
+             DELETE FROM temp.gc_blobs WHERE answer = 0 AND hash IN (SELECT hash FROM outputs);
+             DROP TABLE temp.gc_current; DROP TABLE temp.gc_n; DROP TABLE temp.gc_keep;",
+        )?;
         tx.commit()?;
         Ok(())
     }
 
-    /// Counts what the drops free: per stage, the answers, and blobs nothing named before.
-    fn measure(&self, report: &mut GcReport) -> Result<()> {
-        // each freed blob is counted once, with the first dropped action (by stage) naming it
-        let mut st = self.conn.prepare(&format!(
-            "SELECT d.stage, d.answer, count(DISTINCT d.key),
-                    coalesce((SELECT sum(length(b.data)) FROM blobs b WHERE b.hash IN
-                      (SELECT a.output FROM actions a JOIN temp.gc_drop e ON a.key=e.key
-                       WHERE e.stage=d.stage AND e.answer=d.answer) AND {UNNEEDED}), 0)
-             FROM temp.gc_drop d GROUP BY d.stage, d.answer ORDER BY d.stage"
-        ))?;
+    /// Counts what the drops free: per stage, the answers, and (`loose`) blobs nothing named
+    /// before.
+    fn measure(&self, report: &mut GcReport, loose: bool) -> Result<()> {
+        let mut freed: HashMap<(String, i64), i64> = HashMap::new();
+        {
+            let mut st = self.conn.prepare(
+                "SELECT g.stage, g.answer, sum(length(b.data)) FROM temp.gc_blobs g JOIN blobs b ON b.hash = g.hash
+                 GROUP BY g.stage, g.answer",
+            )?;
+            let rows = st.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
+            for row in rows {
+                let (k, v) = row?;
+                freed.insert(k, v);
+            }
+        }
+        let mut st = self
+            .conn
+            .prepare("SELECT stage, answer, count(*) FROM temp.gc_drop GROUP BY stage, answer ORDER BY stage")?;
         let rows = st.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
         })?;
         for row in rows {
-            let (stage, answer, n, bytes) = row?;
+            let (stage, answer, n) = row?;
+            let bytes = freed.get(&(stage.clone(), answer)).copied().unwrap_or(0) as u64;
             if answer == 1 {
                 report.answers_removed += n as usize;
-                report.answers_bytes += bytes as u64;
+                report.answers_bytes += bytes;
             } else {
                 report.stages.push(StageGc {
                     stage,
                     versions: n as usize,
-                    bytes: bytes as u64,
+                    bytes,
                 });
             }
         }
-        let (n, bytes): (i64, i64) = self.conn.query_row(
-            "SELECT count(*), coalesce(sum(length(data)), 0) FROM blobs
-             WHERE hash NOT IN (SELECT output FROM actions) AND hash NOT IN (SELECT hash FROM outputs)
-               AND hash NOT IN (SELECT output FROM superseded)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        report.loose_blobs = n as usize;
-        report.loose_bytes = bytes as u64;
+        if loose {
+            let (n, bytes): (i64, i64) = self.conn.query_row(
+                "SELECT count(*), coalesce(sum(length(data)), 0) FROM blobs
+                 WHERE hash NOT IN (SELECT output FROM actions) AND hash NOT IN (SELECT hash FROM outputs)
+                   AND hash NOT IN (SELECT output FROM superseded)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            report.loose_blobs = n as usize;
+            report.loose_bytes = bytes as u64;
+        }
         Ok(())
     }
 
@@ -291,44 +311,49 @@ impl Store {
             }
             tx.commit()?;
         }
-        loop {
-            if stop() {
+        // each dropped action with its content; a content goes in the transaction that deletes
+        // the last dropped action naming it, so every step leaves a consistent store
+        let drops: Vec<(Vec<u8>, Vec<u8>)> = {
+            let mut st = self
+                .conn
+                .prepare("SELECT d.key, a.output FROM temp.gc_drop d JOIN actions a ON a.key = d.key")?;
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let mut refs: HashMap<Vec<u8>, usize> = {
+            let mut st = self.conn.prepare("SELECT hash FROM temp.gc_blobs")?;
+            st.query_map([], |r| Ok((r.get(0)?, 0)))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        for (_, output) in &drops {
+            if let Some(n) = refs.get_mut(output) {
+                *n += 1;
+            }
+        }
+        for (i, batch) in drops.chunks(BATCH).enumerate() {
+            // the first step always runs: a collection that a change interrupts still progresses
+            if i > 0 && stop() {
                 return Ok(true);
             }
             let tx = self.conn.transaction()?;
-            let keys: Vec<Vec<u8>> = {
-                let mut st = tx.prepare("SELECT key FROM temp.gc_drop LIMIT ?1")?;
-                st.query_map([BATCH as i64], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?
-            };
-            if keys.is_empty() {
-                tx.commit()?;
-                break;
-            }
-            tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS gc_batch(key BLOB PRIMARY KEY) WITHOUT ROWID; DELETE FROM temp.gc_batch;")?;
             {
-                let mut ins = tx.prepare("INSERT INTO temp.gc_batch(key) VALUES(?1)")?;
-                for k in &keys {
-                    ins.execute([k])?;
+                let mut del_action = tx.prepare_cached("DELETE FROM actions WHERE key = ?1")?;
+                let mut del_blob = tx.prepare_cached("DELETE FROM blobs WHERE hash = ?1")?;
+                for (key, output) in batch {
+                    del_action.execute([key])?;
+                    if let Some(n) = refs.get_mut(output) {
+                        *n -= 1;
+                        if *n == 0 {
+                            del_blob.execute([output])?;
+                        }
+                    }
                 }
             }
-            // the blobs these actions name, unless something kept names them too
-            tx.execute(
-                &format!(
-                    "DELETE FROM blobs WHERE hash IN (SELECT a.output FROM actions a JOIN temp.gc_batch b ON a.key=b.key)
-                     AND {UNNEEDED}"
-                ),
-                [],
-            )?;
-            tx.execute("DELETE FROM actions WHERE key IN (SELECT key FROM temp.gc_batch)", [])?;
-            tx.execute(
-                "DELETE FROM temp.gc_drop WHERE key IN (SELECT key FROM temp.gc_batch)",
-                [],
-            )?;
             tx.commit().context("committing a step of the collection")?;
         }
-        self.collect_garbage()?;
-        self.conn.execute_batch("DROP TABLE IF EXISTS temp.gc_batch;")?;
+        if opts.convert {
+            self.collect_garbage()?;
+        }
         Ok(false)
     }
 
