@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::mock::{MockServer, Reply};
-use common::{Space, counts};
+use common::{Space, counts, outputs};
 
 const TEMPLATE: &str = "templates/generation/creative-synthesis-v5.txt";
 const TEMPLATES_CSV: &str = "data/1_raw/generation_templates.csv";
@@ -150,14 +150,6 @@ fn paid(mock: &MockServer, remote: Option<&str>) -> Space {
         );
     }
     s
-}
-
-fn outputs(s: &Space) -> BTreeMap<String, Vec<u8>> {
-    s.snapshot("data")
-        .into_iter()
-        .filter(|(p, _)| !p.ends_with(".json") && !p.ends_with(".html") && !p.ends_with("combo_mappings.csv"))
-        .map(|(p, (_, b))| (p, b))
-        .collect()
 }
 
 fn answers(s: &Space) -> i64 {

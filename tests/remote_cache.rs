@@ -11,8 +11,8 @@ mod s3;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::Space;
 use common::mock::{MockServer, Reply};
+use common::{Space, outputs};
 use proxy::Proxy;
 use s3::Moto;
 
@@ -32,17 +32,6 @@ fn copy(mock: &MockServer, remote: &str, env: &[(String, String)]) -> Space {
         s.set_env(k, v);
     }
     s
-}
-
-/// Every file under data/ but the call records (which say where each answer came from), the
-/// results page (which says when it was made) and the combination registry (which says when
-/// each combination was first seen on that machine).
-fn outputs(s: &Space) -> BTreeMap<String, Vec<u8>> {
-    s.snapshot("data")
-        .into_iter()
-        .filter(|(p, _)| !p.ends_with(".json") && !p.ends_with(".html") && !p.ends_with("combo_mappings.csv"))
-        .map(|(p, (_, b))| (p, b))
-        .collect()
 }
 
 /// The files that differ between two copies (none, when they are the same).

@@ -374,3 +374,14 @@ fn synthetic_in(s: Space, n: usize, k: usize) -> Space {
     s.edit("pipeline.yaml", "k_max: 4", &format!("k_max: {k}"));
     s
 }
+
+/// Every file under data/ but the call records (which say where each answer came from), the
+/// results page (which says when it was made) and the combination registry (which says when
+/// each combination was first seen on that machine).
+pub fn outputs(s: &Space) -> BTreeMap<String, Vec<u8>> {
+    s.snapshot("data")
+        .into_iter()
+        .filter(|(p, _)| !p.ends_with(".json") && !p.ends_with(".html") && !p.ends_with("combo_mappings.csv"))
+        .map(|(p, (_, b))| (p, b))
+        .collect()
+}
