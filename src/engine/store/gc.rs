@@ -132,11 +132,12 @@ impl Store {
             .context("choosing what the store can do without")?;
         phase("mark");
         self.measure(&mut report, opts.convert)?;
-        report.lost_records = self.lost_records(opts)?.len();
+        let lost = self.lost_records(opts)?;
+        report.lost_records = lost.len();
         phase("measure");
         if !opts.dry_run {
             self.forget_cache();
-            report.interrupted = self.delete_drops(opts, stop)?;
+            report.interrupted = self.delete_drops(opts, &lost, stop)?;
             phase("delete");
             if !report.interrupted {
                 self.reclaim(&mut report, opts.convert, stop)?;
@@ -312,13 +313,12 @@ impl Store {
 
     /// Deletes the marked actions and the blobs only they named, in bounded transactions.
     /// True when `stop` ended it early.
-    fn delete_drops(&mut self, opts: &GcOptions<'_>, stop: &dyn Fn() -> bool) -> Result<bool> {
-        let lost = self.lost_records(opts)?;
+    fn delete_drops(&mut self, opts: &GcOptions<'_>, lost: &[String], stop: &dyn Fn() -> bool) -> Result<bool> {
         if !lost.is_empty() {
             let tx = self.conn.transaction()?;
             {
                 let mut del = tx.prepare("DELETE FROM outputs WHERE path=?1")?;
-                for p in &lost {
+                for p in lost {
                     del.execute([p])?;
                 }
             }
